@@ -1,0 +1,63 @@
+"""The benchmark contract: ``DIR/bench_NAME.json`` (name, created, machine, config, flat metrics) + a Markdown table."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def machine_info(device: str) -> dict[str, Any]:
+    """CPU model, usable cores, torch version and the CUDA device name (or None)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cuda = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "cuda": cuda}
+
+
+def write_report(
+    name: str, out_dir: str | Path, config: dict[str, Any], metrics: dict[str, float], device: str,
+    tables: list[tuple[str, list[str], list[list[Any]]]], notes: list[str] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``bench_NAME.json`` and ``bench_NAME.md``; ``tables`` are ``(title, header, rows)``."""
+    bad = {k: v for k, v in metrics.items() if not isinstance(v, (int, float)) or not math.isfinite(v)}
+    if bad:
+        raise ValueError(f"benchmark metrics must be finite numbers: {bad}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {"name": name, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+           "machine": machine_info(device), "config": config, "metrics": metrics}
+    json_path, md_path = out / f"bench_{name}.json", out / f"bench_{name}.md"
+    json_path.write_text(json.dumps(doc, indent=2) + "\n")
+    m = doc["machine"]
+    lines = [f"# bench {name}", "", f"{doc['created']} · {m['cpu']} · {m['cores']} cores · torch {m['torch']}"
+             + (f" · {m['cuda']}" if m["cuda"] else ""), ""]
+    for title, header, rows in tables:
+        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+        lines.append("")
+    lines += ["## Metrics", "", "| key | value |", "|---|---|"]
+    lines += [f"| `{k}` | {_fmt(v)} |" for k, v in metrics.items()]
+    if notes:
+        lines += ["", *notes]
+    md_path.write_text("\n".join(lines) + "\n")
+    return json_path, md_path
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.4f}" if abs(v) < 1 else f"{v:,.1f}" if abs(v) >= 100 else f"{v:.2f}"
+    return str(v)

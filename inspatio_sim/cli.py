@@ -1,0 +1,144 @@
+"""The ``inspatio-sim`` command line: one entry point, a subcommand per job, hydra ``key=value`` overrides.
+
+    inspatio-sim oracle [-o DIR] [key=value ...]      generate a ground-truth oracle Scene
+    inspatio-sim world [key=value ...]                 build the World from the configured Scene and summarise it
+    inspatio-sim demo [key=value ...]                  fly a camera off the recorded path: out/demo.mp4 + metrics
+    inspatio-sim bench NAME [--quick] [--device D] [--out DIR] [key=value ...]
+    inspatio-sim config [key=value ...]                print the composed configuration
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from inspatio_sim.config import compose, describe_keys, to_dataclass
+from inspatio_sim.errors import InSpatioError
+
+log = logging.getLogger("inspatio_sim")
+BENCHES = ("render",)
+
+
+def _keys_epilog() -> str:
+    try:
+        rows = describe_keys()
+    except InSpatioError as e:
+        return str(e)
+    width = max(len(k) for k, _, _ in rows)
+    lines = ["configuration keys (override with key=value; defaults shown):"]
+    lines += [f"  {k:<{width}}  {v:<10} {d}" for k, v, d in rows]
+    return "\n".join(lines)
+
+
+def _cmd_config(args: argparse.Namespace, cfg: DictConfig) -> int:
+    print(OmegaConf.to_yaml(cfg))
+    return 0
+
+
+def _cmd_oracle(args: argparse.Namespace, cfg: DictConfig) -> int:
+    from inspatio_sim.scene_source import oracle_scene, oracle_scene_path
+
+    oracle = OmegaConf.to_container(cfg.scene.oracle, resolve=True)
+    t0 = time.perf_counter()
+    scene = oracle_scene(oracle)
+    path = scene.save(args.output) if args.output else oracle_scene_path(oracle)
+    print(f"oracle scene '{oracle['preset']}': {scene.num_frames} frames {scene.width}x{scene.height}, "
+          f"{scene.duration:.2f} s, {time.perf_counter() - t0:.1f} s -> {path}")
+    return 0
+
+
+def _cmd_world(args: argparse.Namespace, cfg: DictConfig) -> int:
+    from inspatio_sim.scene_source import load_scene
+    from inspatio_sim.world import WorldConfig, build_world
+
+    scene = load_scene(cfg.scene)
+    t0 = time.perf_counter()
+    world = build_world(scene, to_dataclass(WorldConfig, cfg.world, "world"), device=cfg.device)
+    occ = world.occupancy
+    vox3 = occ.voxel**3
+    print(f"World from {scene.meta.source}: {scene.num_frames} frames {scene.width}x{scene.height} "
+          f"(built in {time.perf_counter() - t0:.2f} s on {cfg.device})")
+    print(f"  static layer:    {world.static.num_points:,} points in {world.static.chunk_center.shape[0]} chunks, "
+          f"{world.config.lod_levels} LOD levels, finest spacing {float(world.static.chunk_voxel0[0]) * 1000:.1f} mm")
+    print(f"  dynamic layer:   {world.dynamic.num_points:,} points over {world.dynamic.seg_start.shape[0]} frames")
+    print(f"  occupancy:       {occ.shape} voxels of {occ.voxel} m, {int(occ.occupied.sum()):,} occupied, "
+          f"free {float((occ.free_views > 0).sum()) * vox3:.1f} m^3, trusted {float(occ.trusted.sum()) * vox3:.1f} m^3")
+    if world.ground is not None:
+        n = world.ground.normal
+        print(f"  ground plane:    normal ({n[0]:.3f}, {n[1]:.3f}, {n[2]:.3f}), height of origin "
+              f"{world.ground.offset:.3f} m, inliers {world.ground.inlier_fraction:.0%}")
+    else:
+        print("  ground plane:    none found")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, cfg: DictConfig) -> int:
+    from inspatio_sim.demo import run_demo
+
+    run_demo(cfg)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace, cfg: DictConfig) -> int:
+    from inspatio_sim.bench import render_bench
+
+    runners: dict[str, Callable[..., dict[str, float]]] = {"render": render_bench.run}
+    device = args.device or cfg.device
+    metrics = runners[args.name](cfg, args.quick, device, args.out)
+    width = max(len(k) for k in metrics)
+    for k, v in metrics.items():
+        print(f"{k:<{width}}  {v:.4g}")
+    print(f"wrote {args.out}/bench_{args.name}.json and .md")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="inspatio-sim", description=__doc__, formatter_class=fmt,
+                                     epilog=_keys_epilog())
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn: Callable[..., int], help_: str, **first: dict) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_, formatter_class=fmt, epilog=_keys_epilog())
+        for arg, kwargs in first.items():
+            p.add_argument(arg, **kwargs)
+        p.add_argument("overrides", nargs="*", metavar="key=value", help="configuration overrides")
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("oracle", _cmd_oracle, "generate the ground-truth oracle Scene of scene.oracle.* (cached)")
+    p.add_argument("-o", "--output", help="also write the Scene to this directory or .npz file")
+    add("world", _cmd_world, "build the World of the configured Scene and print a summary")
+    add("demo", _cmd_demo, "render a camera flight that leaves the recorded path: {out}/demo.mp4 + demo_metrics.json")
+    add("config", _cmd_config, "print the composed configuration")
+    p = add("bench", _cmd_bench, "run a benchmark; writes DIR/bench_NAME.json and .md",
+            name={"choices": BENCHES, "help": "which benchmark"})
+    p.add_argument("--quick", action="store_true", help="small version of the same measurement (about a minute)")
+    p.add_argument("--device", default=None, help="torch device (default: the `device` config key)")
+    p.add_argument("--out", default="out/bench", help="output directory (default out/bench)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = compose(args.overrides)
+        return args.fn(args, cfg)
+    except InSpatioError as e:
+        print(f"inspatio-sim: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("inspatio-sim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""World: the explicit 4D state built from a Scene, resident on a torch device.
+
+Layers:
+  * static: surface points fused across frames (confidence-weighted, deduplicated on voxels), multi-resolution;
+  * dynamic: points of the moving regions (Scene dynamic masks), one segment per video frame;
+  * generated: content written back later by the generative model (empty at build time);
+plus an occupancy grid with a signed distance field, the ground plane and the trusted region.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from inspatio_sim.errors import WorldError
+from inspatio_sim.scene import Scene, SceneMeta
+from inspatio_sim.world.ground import GroundPlane, fit_ground_plane
+from inspatio_sim.world.occupancy import OccupancyGrid, build_occupancy
+from inspatio_sim.world.splats import SplatCloud, build_frame_cloud, build_lod_cloud, concat_clouds
+from inspatio_sim.world.timeline import TIME_MODES, frame_index
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorldConfig:
+    """How a World is built from a Scene (hydra group ``world``).
+
+    Attributes:
+        voxel_size: Finest point spacing in metres; ``None`` = the Scene's median pixel footprint (depth / fx).
+        lod_levels: Number of levels of detail (each doubles the spacing).
+        chunk_size: Edge of the cubic chunks used for culling and LOD choice (metres).
+        min_confidence: Depth pixels below this confidence are ignored.
+        edge_threshold: Relative depth jump to a 4-neighbour above which a pixel is a depth edge; edge pixels
+            (mixed colours) get ``edge_weight`` in the fusion.
+        edge_weight: Fusion weight of depth-edge pixels relative to others.
+        occupancy_voxel: Occupancy/SDF voxel edge (metres).
+        occupancy_min_points: Static points needed to call a voxel occupied.
+        trusted_min_views: Frames that must see a free voxel for it to be trusted.
+        time_mode: Scene time mode, one of ``loop``, ``pingpong``, ``clamp``, ``frozen``.
+        frozen_time: Video time (seconds) shown in ``frozen`` mode.
+        seed: Seed of the random choices (ground-plane RANSAC).
+    """
+
+    voxel_size: float | None = None
+    lod_levels: int = 5
+    chunk_size: float = 1.0
+    min_confidence: float = 0.5
+    edge_threshold: float = 0.05
+    edge_weight: float = 0.1
+    occupancy_voxel: float = 0.05
+    occupancy_min_points: int = 1
+    trusted_min_views: int = 3
+    time_mode: str = "loop"
+    frozen_time: float = 0.0
+    seed: int = 0
+
+    def validate(self) -> None:
+        from inspatio_sim.errors import ConfigError
+
+        if self.time_mode not in TIME_MODES:
+            raise ConfigError(f"world.time_mode must be one of {', '.join(TIME_MODES)}, got '{self.time_mode}'")
+        for key in ("chunk_size", "occupancy_voxel"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"world.{key} must be > 0, got {getattr(self, key)}")
+        if self.voxel_size is not None and not self.voxel_size > 0:
+            raise ConfigError(f"world.voxel_size must be > 0 or null (auto), got {self.voxel_size}")
+        if self.lod_levels < 1:
+            raise ConfigError(f"world.lod_levels must be >= 1, got {self.lod_levels}")
+
+
+@dataclass
+class World:
+    """Explicit 4D state on ``device``.
+
+    Attributes:
+        meta: Metadata of the source Scene.
+        K: ``(3, 3)`` float64 intrinsics of the Scene frames (numpy).
+        image_size: ``(H, W)`` of the Scene frames.
+        timestamps: ``(N,)`` float64 frame times (seconds).
+        poses: ``(N, 4, 4)`` float32 Scene camera poses ``T_world_camera``.
+        static, dynamic, generated: the three point layers.
+        occupancy: :class:`OccupancyGrid` with SDF and trusted region.
+        ground: :class:`GroundPlane`, or ``None`` when the Scene shows no near-horizontal ground.
+        config: The :class:`WorldConfig` used.
+    """
+
+    meta: SceneMeta
+    K: np.ndarray
+    image_size: tuple[int, int]
+    timestamps: torch.Tensor
+    poses: torch.Tensor
+    static: SplatCloud
+    dynamic: SplatCloud
+    generated: SplatCloud
+    occupancy: OccupancyGrid
+    ground: GroundPlane | None
+    config: WorldConfig
+    _cloud: SplatCloud | None = field(default=None, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.timestamps.device
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.timestamps.shape[0])
+
+    def frame_at(self, sim_time: torch.Tensor) -> torch.Tensor:
+        """Scene frame index ``(B,)`` shown at simulation times ``(B,)`` seconds (per ``config.time_mode``)."""
+        return frame_index(sim_time.to(self.device), self.timestamps, self.config.time_mode, self.config.frozen_time)
+
+    def cloud(self) -> SplatCloud:
+        """All layers as one renderable :class:`SplatCloud` (cached until the generated layer changes)."""
+        if self._cloud is None:
+            self._cloud = concat_clouds([self.static, self.dynamic, self.generated])
+        return self._cloud
+
+    def add_generated(self, xyz: torch.Tensor, rgb: torch.Tensor, weight: torch.Tensor | None = None) -> None:
+        """Write generated content back: fuse ``xyz (N, 3)``, ``rgb (N, 3)`` into the generated layer."""
+        prev = self.generated
+        if prev.num_points:
+            keep = _level_mask(prev, 0)
+            xyz, rgb = torch.cat([prev.xyz[keep], xyz]), torch.cat([prev.rgb[keep], rgb])
+        w = torch.ones(xyz.shape[0], device=self.device) if weight is None else weight
+        self.generated = build_lod_cloud(
+            xyz.float(), rgb.float(), w.float(), voxel0=float(self.static.chunk_voxel0[0]),
+            num_levels=self.config.lod_levels, chunk_size=self.config.chunk_size,
+        )
+        self._cloud = None
+
+
+def build_world(scene: Scene, config: WorldConfig | None = None, device: str | torch.device = "cpu") -> World:
+    """Build a :class:`World` from a validated Scene on ``device``.
+
+    Raises:
+        WorldError: when the Scene has no usable static depth (an empty world).
+    """
+    cfg = config or WorldConfig()
+    cfg.validate()
+    scene.validate()
+    dev = torch.device(device)
+    K = torch.as_tensor(scene.K, dtype=torch.float32, device=dev)
+    poses = torch.as_tensor(scene.poses, dtype=torch.float32, device=dev)
+    depth = torch.as_tensor(scene.depth, device=dev)
+    conf = torch.as_tensor(scene.confidence, device=dev)
+    dyn = torch.as_tensor(scene.dynamic_mask, device=dev)
+    valid = (depth > 0) & (conf >= cfg.min_confidence)
+    if not (valid & ~dyn).any():
+        raise WorldError(
+            "the Scene has no static pixel with valid depth and confidence >= world.min_confidence "
+            f"({cfg.min_confidence}); the World would be empty"
+        )
+    weight = conf * torch.where(_depth_edges(depth, cfg.edge_threshold), cfg.edge_weight, 1.0)
+    voxel0 = cfg.voxel_size or _median_footprint(depth, valid, float(scene.K[0, 0]))
+
+    xyz, rgb, w, frame = _backproject(scene, poses, K, depth, valid, weight, dev)
+    is_dyn = dyn[valid]
+    static = build_lod_cloud(xyz[~is_dyn], rgb[~is_dyn], w[~is_dyn], voxel0=voxel0, num_levels=cfg.lod_levels,
+                             chunk_size=cfg.chunk_size)
+    dynamic = build_frame_cloud(xyz[is_dyn], rgb[is_dyn], frame[is_dyn], voxel0=voxel0)
+    finest = static.xyz[_level_mask(static, 0)]
+    occupancy = build_occupancy(
+        finest, torch.where(valid, depth, 0.0), poses, K, voxel=cfg.occupancy_voxel,
+        min_points=cfg.occupancy_min_points, trusted_min_views=cfg.trusted_min_views,
+    )
+    try:
+        ground: GroundPlane | None = fit_ground_plane(finest.cpu().numpy(), np.random.default_rng(cfg.seed))
+    except WorldError as e:
+        log.warning("World has no ground plane (%s); ground-following motion will be unavailable", e)
+        ground = None
+    return World(
+        meta=scene.meta, K=scene.K.copy(), image_size=(scene.height, scene.width),
+        timestamps=torch.as_tensor(scene.timestamps, dtype=torch.float64, device=dev), poses=poses,
+        static=static, dynamic=dynamic, generated=SplatCloud.empty(dev), occupancy=occupancy, ground=ground,
+        config=cfg,
+    )
+
+
+def _level_mask(cloud: SplatCloud, level: int) -> torch.Tensor:
+    """Bool ``(N,)`` mask of the points in segments of LOD ``level``."""
+    seg = torch.repeat_interleave(torch.arange(cloud.seg_start.shape[0], device=cloud.device), cloud.seg_count)
+    return cloud.seg_level[seg] == level
+
+
+def _depth_edges(depth: torch.Tensor, threshold: float) -> torch.Tensor:
+    """``(N, H, W)`` bool: pixels whose depth differs from a 4-neighbour by more than ``threshold`` (relative)."""
+    d = depth
+    edge = torch.zeros_like(d, dtype=torch.bool)
+    for dim in (1, 2):
+        a = d.narrow(dim, 0, d.shape[dim] - 1)
+        b = d.narrow(dim, 1, d.shape[dim] - 1)
+        jump = (a - b).abs() > threshold * torch.minimum(a, b).clamp(min=1e-6)
+        edge.narrow(dim, 0, d.shape[dim] - 1).logical_or_(jump)
+        edge.narrow(dim, 1, d.shape[dim] - 1).logical_or_(jump)
+    return edge
+
+
+def _median_footprint(depth: torch.Tensor, valid: torch.Tensor, fx: float) -> float:
+    """Median size (metres) of a pixel on the surface it sees: depth / fx."""
+    sample = depth[valid]
+    if sample.numel() > 1_000_000:
+        sample = sample[:: math.ceil(sample.numel() / 1_000_000)]
+    return float(sample.median()) / fx
+
+
+def _backproject(
+    scene: Scene, poses: torch.Tensor, K: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor,
+    weight: torch.Tensor, device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """World points ``(M, 3)``, colours ``(M, 3)``, weights ``(M,)`` and frame ids ``(M,)`` of all valid pixels."""
+    n, h, w = depth.shape
+    v, u = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
+                          torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
+    rays = torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1)  # (H, W, 3)
+    frame_ids = torch.arange(n, device=device)[:, None, None].expand(n, h, w)
+    pc = rays[None] * depth[..., None]  # (N, H, W, 3) camera frame
+    pw = torch.einsum("nij,nhwj->nhwi", poses[:, :3, :3], pc) + poses[:, None, None, :3, 3]
+    rgb = torch.as_tensor(scene.frames, device=device)
+    return pw[valid], rgb[valid].float(), weight[valid], frame_ids[valid]

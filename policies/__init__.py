@@ -1,0 +1,1 @@
+"""Policies (scripted, learned) that act in inspatio-sim environments."""
