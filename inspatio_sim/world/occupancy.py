@@ -1,8 +1,10 @@
 """Occupancy grid, free-space carving and a signed distance field for collisions and the trusted region.
 
-The grid is axis-aligned in the world frame. A voxel is *occupied* when it holds enough static surface points,
-*free* when at least one Scene frame saw through it (it projects in front of that frame's depth), and *unknown*
-otherwise (behind walls, inside objects, outside every view).
+The grid is axis-aligned in the world frame. A voxel is *occupied* when it holds enough static surface points or
+when its centre lies within half a voxel diagonal of the static depth seen by some frame (this keeps the shell
+watertight when the Scene's pixels are coarser than the voxels); *free* when at least one Scene frame saw through
+it (its centre projects in front of that frame's depth); *unknown* otherwise (behind walls, inside objects,
+outside every view).
 
 The signed distance ``sdf`` (metres, per voxel centre) is ``+distance to the nearest occupied voxel`` in free space
 and ``-distance to the nearest free voxel`` elsewhere, so a sphere of radius ``r`` centred at ``p`` is clear of the
@@ -86,6 +88,7 @@ def voxel_index(
 def build_occupancy(
     surface_points: torch.Tensor,
     depth: torch.Tensor,
+    static: torch.Tensor,
     poses: torch.Tensor,
     K: torch.Tensor,
     *,
@@ -101,6 +104,7 @@ def build_occupancy(
     Args:
         surface_points: ``(N, 3)`` static points (world frame, metres).
         depth: ``(F, H, W)`` float32 z-depth (0 = no data) used for free-space carving.
+        static: ``(F, H, W)`` bool, pixels whose depth is static surface (used for the occupied shell).
         poses: ``(F, 4, 4)`` float32 ``T_world_camera``.
         K: ``(3, 3)`` intrinsics of ``depth``.
         voxel: Voxel edge (metres).
@@ -126,10 +130,9 @@ def build_occupancy(
     ijk, _ = voxel_index(surface_points, lo, voxel, tuple(dims.tolist()))
     flat = (ijk[:, 0] * dims_t[1] + ijk[:, 1]) * dims_t[2] + ijk[:, 2]
     counts = torch.bincount(flat, minlength=int(np.prod(dims)))
-    occupied = (counts >= min_points).reshape(*dims.tolist())
-
-    free_views = _carve(depth, poses, K, lo, voxel, dims, carve_margin if carve_margin is not None else voxel,
-                        frames_per_batch)
+    free_views, surface_views = _carve(depth, static, poses, K, lo, voxel, dims,
+                                       carve_margin if carve_margin is not None else voxel, frames_per_batch)
+    occupied = (counts.reshape(*dims.tolist()) >= min_points) | (surface_views > 0)
     free = (free_views > 0) & ~occupied
     occ_np, free_np = occupied.cpu().numpy(), free.cpu().numpy()
     dist_to_occ = ndimage.distance_transform_edt(~occ_np) * voxel if occ_np.any() else np.full(dims, 1e3)
@@ -142,10 +145,11 @@ def build_occupancy(
 
 
 def _carve(
-    depth: torch.Tensor, poses: torch.Tensor, K: torch.Tensor, origin: np.ndarray, voxel: float,
-    dims: np.ndarray, margin: float, frames_per_batch: int,
-) -> torch.Tensor:
-    """Count, per voxel, the frames in which its centre projects in front of the observed depth by ``margin``."""
+    depth: torch.Tensor, static: torch.Tensor, poses: torch.Tensor, K: torch.Tensor, origin: np.ndarray,
+    voxel: float, dims: np.ndarray, margin: float, frames_per_batch: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Count, per voxel, the frames in which its centre projects in front of the observed depth by ``margin``
+    (free) and those in which it lies within half a voxel diagonal of the observed static depth (surface)."""
     device = depth.device
     h, w = depth.shape[1:]
     axes = [torch.arange(int(n), device=device, dtype=torch.float32) for n in dims]
@@ -153,6 +157,8 @@ def _carve(
     org = torch.as_tensor(origin, dtype=torch.float32, device=device)
     centres = (torch.stack([gi, gj, gk], -1).reshape(-1, 3) + 0.5) * voxel + org
     free_views = torch.zeros(centres.shape[0], dtype=torch.int32, device=device)
+    surface_views = torch.zeros_like(free_views)
+    band = voxel * 3**0.5 / 2
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     for s in range(0, depth.shape[0], frames_per_batch):
         T = poses[s:s + frames_per_batch]
@@ -165,6 +171,10 @@ def _carve(
         inside = (z > 1e-3) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
         d = depth[s:s + frames_per_batch]
         fidx = torch.arange(d.shape[0], device=device)[:, None].expand_as(u)
-        obs = d[fidx, v.clamp(0, h - 1), u.clamp(0, w - 1)]
-        free_views += (inside & (obs > 0) & (z < obs - margin)).sum(0, dtype=torch.int32)
-    return free_views.reshape(*dims.tolist())
+        vc, uc = v.clamp(0, h - 1), u.clamp(0, w - 1)
+        obs = d[fidx, vc, uc]
+        seen = inside & (obs > 0)
+        free_views += (seen & (z < obs - margin)).sum(0, dtype=torch.int32)
+        on_surface = seen & static[s:s + frames_per_batch][fidx, vc, uc] & ((z - obs).abs() <= band)
+        surface_views += on_surface.sum(0, dtype=torch.int32)
+    return free_views.reshape(*dims.tolist()), surface_views.reshape(*dims.tolist())

@@ -165,7 +165,7 @@ def build_world(scene: Scene, config: WorldConfig | None = None, device: str | t
     dynamic = build_frame_cloud(xyz[is_dyn], rgb[is_dyn], frame[is_dyn], voxel0=voxel0)
     finest = static.xyz[_level_mask(static, 0)]
     occupancy = build_occupancy(
-        finest, torch.where(valid, depth, 0.0), poses, K, voxel=cfg.occupancy_voxel,
+        finest, torch.where(valid, depth, 0.0), valid & ~dyn, poses, K, voxel=cfg.occupancy_voxel,
         min_points=cfg.occupancy_min_points, trusted_min_views=cfg.trusted_min_views,
     )
     try:

@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+import torch
+
+from inspatio_sim.errors import ConfigError, WorldError
+from inspatio_sim.render import render_world
+from inspatio_sim.world import WorldConfig, build_world
+from tests.helpers import wall_scene
+
+
+def test_static_layer_is_fused_and_deduplicated():
+    scene = wall_scene(n=3, distance=3.0)
+    world = build_world(scene)
+    finest = world.static.xyz[world.static.seg_level.repeat_interleave(world.static.seg_count) == 0]
+    # three overlapping views of one wall: fusion keeps about one point per voxel, not one per pixel observation
+    assert finest.shape[0] < 1.5 * scene.height * scene.width
+    np.testing.assert_allclose(finest[:, 0].numpy(), 3.0, atol=1e-5)  # all on the wall x = 3
+    assert world.static.seg_frame.eq(-1).all()
+    assert world.dynamic.num_points == 0 and world.generated.num_points == 0
+
+
+def test_occupancy_sdf_and_trusted_region_of_a_wall():
+    scene = wall_scene(n=3, distance=3.0)
+    world = build_world(scene, WorldConfig(occupancy_voxel=0.05, trusted_min_views=3))
+    occ = world.occupancy
+    assert occ.sdf.dtype == torch.float32 and occ.occupied.shape == occ.sdf.shape
+    front = torch.tensor([[2.0, 0.0, 1.5], [1.0, 0.0, 1.5], [2.5, 0.05, 1.4]])
+    np.testing.assert_allclose(occ.sdf_at(front).numpy(), [1.0, 2.0, 0.5], atol=0.05)
+    behind = torch.tensor([[3.3, 0.0, 1.5]])
+    assert occ.sdf_at(behind).item() < 0
+    assert occ.sdf_at(torch.tensor([[50.0, 0.0, 0.0]])).item() < 0  # outside the grid: unknown
+    assert occ.is_trusted(front).all() and not occ.is_trusted(behind).any()
+    ijk, inside = occ.voxel_index(torch.tensor([[3.0, 0.0, 1.5]]))
+    assert inside.all() and occ.occupied[tuple(ijk[0].tolist())]
+
+
+def test_dynamic_pixels_go_to_the_dynamic_layer_per_frame():
+    scene = wall_scene(n=3)
+    scene.dynamic_mask[1, 10:20, 10:20] = True
+    scene.depth[1, 10:20, 10:20] = 1.5
+    scene.frames[1, 10:20, 10:20] = [255, 0, 0]
+    world = build_world(scene)
+    assert world.dynamic.seg_frame.tolist() == [1]
+    assert world.dynamic.num_points > 50
+    assert (world.static.xyz[:, 0] > 2.9).all()  # the moving patch did not enter the static layer
+    poses, K = scene.poses[1:2], scene.K
+    at_frame1 = render_world(world, poses, scene.timestamps[1], K, scene.height, scene.width)
+    at_frame0 = render_world(world, poses, scene.timestamps[0], K, scene.height, scene.width)
+    assert at_frame1.rgb[0, 15, 15].tolist() == [255, 0, 0]
+    assert at_frame1.depth[0, 15, 15].item() == pytest.approx(1.5, rel=1e-4)
+    assert at_frame0.depth[0, 15, 15].item() == pytest.approx(3.0, rel=1e-4)
+
+
+def test_low_confidence_and_empty_scenes():
+    scene = wall_scene()
+    scene.confidence[:] = 0.2
+    with pytest.raises(WorldError, match="empty"):
+        build_world(scene)
+    scene = wall_scene()
+    scene.depth[:] = 0
+    with pytest.raises(WorldError, match="empty"):
+        build_world(scene)
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="time_mode"):
+        build_world(wall_scene(), WorldConfig(time_mode="backwards"))
+    with pytest.raises(ConfigError, match="voxel_size"):
+        build_world(wall_scene(), WorldConfig(voxel_size=-1.0))
+
+
+def test_generated_layer_write_back_is_rendered():
+    scene = wall_scene()
+    world = build_world(scene)
+    before = world.cloud().num_points
+    yy, zz = torch.meshgrid(torch.linspace(-0.2, 0.2, 40), torch.linspace(1.3, 1.7, 40), indexing="ij")
+    patch = torch.stack([torch.full_like(yy, 2.0), yy, zz], -1).reshape(-1, 3)
+    world.add_generated(patch, torch.tensor([0.0, 255.0, 0.0]).expand(patch.shape[0], 3))
+    assert world.cloud().num_points > before
+    out = render_world(world, scene.poses[:1], 0.0, scene.K, scene.height, scene.width)
+    cy, cx = round(float(scene.K[1, 2])), round(float(scene.K[0, 2]))
+    assert out.rgb[0, cy, cx].tolist() == [0, 255, 0]
+    assert out.depth[0, cy, cx].item() == pytest.approx(2.0, rel=1e-3)
+
+
+def test_occupied_shell_is_watertight_even_when_pixels_are_coarser_than_voxels():
+    scene = wall_scene(n=3, distance=3.0)  # 64x48 px: a pixel covers ~6.6 cm of wall, voxels are 5 cm
+    world = build_world(scene, WorldConfig(occupancy_voxel=0.05))
+    occ = world.occupancy
+    yy, zz = torch.meshgrid(torch.linspace(-1.0, 1.0, 60), torch.linspace(0.8, 2.2, 40), indexing="ij")
+    wall = torch.stack([torch.full_like(yy, 3.0), yy, zz], -1).reshape(-1, 3)
+    # every wall point's voxel or its neighbour along x is occupied: no gap a sphere could slip through
+    ijk, inside = occ.voxel_index(wall)
+    hit = occ.occupied[ijk[:, 0], ijk[:, 1], ijk[:, 2]] | occ.occupied[ijk[:, 0] - 1, ijk[:, 1], ijk[:, 2]]
+    assert inside.all() and hit.all()
