@@ -104,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, fn: Callable[..., int], help_: str, **first: dict) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_, formatter_class=fmt, epilog=_keys_epilog())
+    def add(command: str, fn: Callable[..., int], help_: str, **first: dict) -> argparse.ArgumentParser:
+        p = sub.add_parser(command, help=help_, description=help_, formatter_class=fmt, epilog=_keys_epilog())
         for arg, kwargs in first.items():
             p.add_argument(arg, **kwargs)
         p.add_argument("overrides", nargs="*", metavar="key=value", help="configuration overrides")

@@ -1,0 +1,11 @@
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _scene_cache(tmp_path_factory):
+    """Keep generated oracle scenes out of the user's home: a per-run cache unless INSPATIO_CACHE is set (CI)."""
+    if "INSPATIO_CACHE" not in os.environ:
+        os.environ["INSPATIO_CACHE"] = str(tmp_path_factory.mktemp("inspatio-cache"))
+    yield
