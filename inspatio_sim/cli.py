@@ -65,7 +65,7 @@ def _cmd_world(args: argparse.Namespace, cfg: DictConfig) -> int:
           f"(built in {time.perf_counter() - t0:.2f} s on {cfg.device})")
     print(f"  static layer:    {world.static.num_points:,} points in {world.static.chunk_center.shape[0]} chunks, "
           f"{world.config.lod_levels} LOD levels, finest spacing {float(world.static.chunk_voxel0[0]) * 1000:.1f} mm")
-    print(f"  dynamic layer:   {world.dynamic.num_points:,} points over {world.dynamic.seg_start.shape[0]} frames")
+    print(f"  dynamic layer:   {world.dynamic.num_points:,} points over {world.dynamic.chunk_center.shape[0]} frames")
     print(f"  occupancy:       {occ.shape} voxels of {occ.voxel} m, {int(occ.occupied.sum()):,} occupied, "
           f"free {float((occ.free_views > 0).sum()) * vox3:.1f} m^3, trusted {float(occ.trusted.sum()) * vox3:.1f} m^3")
     if world.ground is not None:

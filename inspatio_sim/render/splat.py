@@ -15,6 +15,8 @@ Per call, for B cameras:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +25,9 @@ import torch.nn.functional as F
 
 from inspatio_sim.conventions import DEPTH_INVALID
 from inspatio_sim.errors import RenderError
-from inspatio_sim.world.splats import STATIC_FRAME, SplatCloud
+from inspatio_sim.world.splats import LOD_STEP, STATIC_FRAME, SplatCloud
+
+_NO_HIT = torch.iinfo(torch.int64).max
 
 
 @dataclass
@@ -74,6 +78,7 @@ class RenderOutput:
     valid: torch.Tensor
 
 
+@torch.no_grad()
 def render(
     cloud: SplatCloud,
     poses: torch.Tensor | np.ndarray,
@@ -97,7 +102,7 @@ def render(
     device = cloud.device
     poses_t, K_t, frames_t = _check_inputs(poses, K, height, width, frames, device)
     b = poses_t.shape[0]
-    if cloud.num_points == 0:
+    if cloud.num_blocks <= 1:
         raise RenderError("cannot render an empty world (no points)")
 
     R, t = poses_t[:, :3, :3], poses_t[:, :3, 3]
@@ -105,30 +110,43 @@ def render(
     view = torch.cat([Rt, -(Rt @ t[:, :, None])], dim=2)  # (B, 3, 4) camera_from_world
     proj = K_t @ view  # (B, 3, 4)
 
-    index, mask = _select_points(cloud, view, K_t, height, width, frames_t, cfg)  # (B, M)
-    pts = cloud.xyz[index]  # (B, M, 3)
-    uvw = torch.baddbmm(proj[:, None, :, 3], pts, proj[:, :, :3].transpose(1, 2))  # (B, M, 3)
-    z = uvw[..., 2]
-    ok = mask & (z > cfg.near) & (z < cfg.far)
-    inv_z = 1.0 / torch.where(ok, z, torch.ones_like(z))
-    u = torch.round(uvw[..., 0] * inv_z)
-    v = torch.round(uvw[..., 1] * inv_z)
-    ok &= (u >= 0) & (u <= width - 1) & (v >= 0) & (v <= height - 1)
-    bi = torch.arange(b, device=device)[:, None].expand_as(z)
-    pix = (bi[ok] * height + v[ok].long()) * width + u[ok].long()
-    zs, ps = z[ok], index[ok]
-
+    blocks = _select_blocks(cloud, view, K_t, height, width, frames_t, cfg)  # (B, nb), 0 = null block
+    p = cloud.block_size
+    x, y, z = cloud.xyz.index_select(1, blocks.reshape(-1)).reshape(3, b, -1).unbind(0)  # each (B, M), M = nb * P
+    u_h, v_h, z = (torch.addcmul(torch.addcmul(torch.addcmul(proj[:, i, 3:], x, proj[:, i, 0:1]), y, proj[:, i, 1:2]),
+                                 z, proj[:, i, 2:3]) for i in range(3))
+    inv_z = 1.0 / z
+    u = u_h * inv_z
+    v = v_h * inv_z
+    # NaN (padding) fails every comparison, so padded slots are dropped here too
+    ok = (z > cfg.near) & (z < cfg.far) & (u > -0.5) & (u < width - 0.5) & (v > -0.5) & (v < height - 0.5)
     n_pix = b * height * width
-    zmin = torch.full((n_pix,), float("inf"), device=device).scatter_reduce_(0, pix, zs, "amin")
-    front = zs <= zmin[pix] * (1.0 + cfg.depth_tolerance)
-    pix, zs, ps = pix[front], zs[front], ps[front]
-    acc = torch.zeros(n_pix, 5, device=device)
-    acc.index_add_(0, pix, torch.cat([cloud.rgb[ps], zs[:, None], torch.ones_like(zs)[:, None]], dim=1))
-    count = acc[:, 4:5]
-    hit = count[:, 0] > 0
-    acc = acc[:, :4] / count.clamp(min=1.0)
-    color = acc[:, :3].reshape(b, height, width, 3).permute(0, 3, 1, 2)
-    depth = torch.where(hit, acc[:, 3], torch.full_like(acc[:, 3], float("inf"))).reshape(b, 1, height, width)
+    if ok.numel() >= 1 << 32:
+        raise RenderError(f"too many points in one call ({ok.numel():,}); render fewer cameras per call")
+    item = ok.reshape(-1).nonzero().squeeze(1)  # drawn points, as indices into the (B * M) batch
+    pix = (torch.floor(v + 0.5) * width + torch.floor(u + 0.5)).long()
+    pix = (pix + (torch.arange(b, device=device) * (height * width))[:, None]).reshape(-1).index_select(0, item)
+    zf = z.reshape(-1).index_select(0, item)
+
+    # nearest point per pixel: min over packed (depth bits << 32 | item) keys, one scatter for all points
+    key = (zf.view(torch.int32).long() << 32) | item
+    best = torch.full((n_pix + 1,), _NO_HIT, dtype=torch.int64, device=device).scatter_reduce_(0, pix, key, "amin")
+    hit = best != _NO_HIT  # (n_pix + 1,), the last entry collects the dropped points
+    win = torch.where(hit, best & 0xFFFFFFFF, 0)
+    zmin = torch.where(hit, z.reshape(-1).index_select(0, win), torch.inf)
+    if cfg.depth_tolerance > 0:
+        # soft depth test: average the colour of every point within the tolerance of the nearest one (area filter)
+        pix_f = torch.where(zf <= zmin.index_select(0, pix) * (1.0 + cfg.depth_tolerance), pix, n_pix)
+        point = blocks.reshape(-1).index_select(0, item // p) * p + item % p
+        values = torch.cat([cloud.rgb.reshape(3, -1).index_select(1, point), torch.ones_like(zf)[None]])
+        acc = torch.zeros(4, n_pix + 1, device=device).scatter_add_(1, pix_f[None].expand(4, -1), values)
+        colour = acc[:3, :n_pix] / acc[3:, :n_pix].clamp(min=1.0)
+    else:
+        point = blocks.reshape(-1).index_select(0, win[:n_pix] // p) * p + win[:n_pix] % p
+        colour = cloud.rgb.reshape(3, -1).index_select(1, point)
+    depth, hit = zmin[:n_pix], hit[:n_pix]
+    color = colour.reshape(3, b, height, width).transpose(0, 1)
+    depth = depth.reshape(b, 1, height, width)
     hit = hit.reshape(b, 1, height, width)
     color, depth, valid = _fill_gaps(color, depth, hit, cfg)
     rgb = color.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
@@ -166,50 +184,55 @@ def _check_inputs(
     return poses_t, K_t, frames_t
 
 
-def _select_points(
+def _select_blocks(
     cloud: SplatCloud, view: torch.Tensor, K: torch.Tensor, height: int, width: int,
     frames: torch.Tensor | None, cfg: RenderConfig,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Padded point indices ``(B, M)`` (int64) and their validity mask of the segments each camera needs."""
+) -> torch.Tensor:
+    """Block ids ``(B, nb)`` each camera draws, padded with the null block 0.
+
+    Chunks are culled and given a LOD level per camera; candidate blocks (visible chunk, chosen level) are then
+    culled against the frustum with their own, tighter spheres.
+    """
     device = cloud.device
     b = view.shape[0]
-    centre = torch.baddbmm(view[:, None, :, 3], cloud.chunk_center[None].expand(b, -1, -1),
-                           view[:, :, :3].transpose(1, 2))  # (B, C, 3) camera frame
-    r = cloud.chunk_radius[None]
-    x, y, z = centre.unbind(-1)
-    visible = (z + r > cfg.near) & (z - r < cfg.far)
-    fx, fy, cx, cy = (K[:, i, j, None] for i, j in ((0, 0), (1, 1), (0, 2), (1, 2)))
-    for bound, coord, f in (((-0.5 - cx) / fx, x, 1.0), ((width - 0.5 - cx) / fx, x, -1.0),
-                            ((-0.5 - cy) / fy, y, 1.0), ((height - 0.5 - cy) / fy, y, -1.0)):
-        # half-space f * (coord - bound * z) >= 0 bounds the frustum; keep spheres not fully outside it
-        visible &= f * (coord - bound * z) >= -r * torch.sqrt(1.0 + bound * bound)
-    z_near = (z - r).clamp(min=cfg.near)
-    ratio = cfg.lod_target_px * z_near / (fx * cloud.chunk_voxel0[None])
-    level = torch.floor(torch.log2(ratio.clamp(min=1e-12))).long()
+    chunk_cam = torch.baddbmm(view[:, None, :, 3], cloud.chunk_center[None].expand(b, -1, -1),
+                              view[:, :, :3].transpose(1, 2))  # (B, C, 3)
+    visible = _in_frustum(chunk_cam, cloud.chunk_radius[None], K[:, None], height, width, cfg)
+    z_near = (chunk_cam[..., 2] - cloud.chunk_radius[None]).clamp(min=cfg.near)
+    ratio = cfg.lod_target_px * z_near / (K[:, 0, 0, None] * cloud.chunk_voxel0[None])
+    level = torch.floor(torch.log(ratio.clamp(min=1e-12)) / math.log(LOD_STEP)).long()
     level = torch.minimum(level.clamp(min=0), cloud.chunk_levels[None] - 1)  # (B, C)
+    frame = cloud.chunk_frame[None]
+    visible &= (frame == STATIC_FRAME) if frames is None else (frame == STATIC_FRAME) | (frame == frames[:, None])
+    state = torch.where(visible, level, -2)  # -2 never equals a block level (the null block has -1)
+    cand = state.gather(1, cloud.block_chunk[None].expand(b, -1)) == cloud.block_level[None]  # (B, NB)
 
-    chunk = cloud.seg_chunk
-    sel = visible[:, chunk] & (level[:, chunk] == cloud.seg_level[None])
-    if frames is None:
-        sel &= cloud.seg_frame[None] == STATIC_FRAME
-    else:
-        sel &= (cloud.seg_frame[None] == STATIC_FRAME) | (cloud.seg_frame[None] == frames[:, None])
-    bb, ss = sel.nonzero(as_tuple=True)  # sorted by camera
-    cnt = cloud.seg_count[ss]
-    total = torch.zeros(b, dtype=torch.int64, device=device).index_add_(0, bb, cnt)
-    m = int(total.max()) if bb.numel() else 0
-    index = torch.zeros(b, max(m, 1), dtype=torch.int64, device=device)
-    mask = torch.zeros(b, max(m, 1), dtype=torch.bool, device=device)
-    if m == 0:
-        return index, mask
-    pair = torch.repeat_interleave(torch.arange(ss.shape[0], device=device), cnt)
-    item = torch.arange(pair.shape[0], device=device)
-    point = cloud.seg_start[ss][pair] + item - (torch.cumsum(cnt, 0) - cnt)[pair]
-    cam = bb[pair]
-    slot = item - (torch.cumsum(total, 0) - total)[cam]
-    index[cam, slot] = point
-    mask[cam, slot] = True
-    return index, mask
+    bb, kk = cand.nonzero(as_tuple=True)  # sorted by camera
+    centre = torch.baddbmm(view[bb, :, 3:], view[bb, :, :3], cloud.block_center[kk][:, :, None])[..., 0]
+    keep = _in_frustum(centre, cloud.block_radius[kk], K[bb], height, width, cfg)
+    bb, kk = bb[keep], kk[keep]
+    count = torch.bincount(bb, minlength=b)
+    slot = torch.arange(bb.shape[0], device=device) - (torch.cumsum(count, 0) - count)[bb]
+    blocks = torch.zeros(b, max(int(count.max()), 1), dtype=torch.int64, device=device)
+    blocks[bb, slot] = kk
+    return blocks
+
+
+def _in_frustum(
+    centre: torch.Tensor, radius: torch.Tensor, K: torch.Tensor, height: int, width: int, cfg: RenderConfig
+) -> torch.Tensor:
+    """Whether spheres (camera-frame ``centre (..., 3)``, ``radius (...)``) are not fully outside the frustum.
+
+    ``K`` broadcasts against ``centre[..., 0]`` as ``(..., 3, 3)``.
+    """
+    x, y, z = centre.unbind(-1)
+    inside = (z + radius > cfg.near) & (z - radius < cfg.far)
+    fx, fy, cx, cy = K[..., 0, 0], K[..., 1, 1], K[..., 0, 2], K[..., 1, 2]
+    for bound, coord, sign in (((-0.5 - cx) / fx, x, 1.0), ((width - 0.5 - cx) / fx, x, -1.0),
+                               ((-0.5 - cy) / fy, y, 1.0), ((height - 0.5 - cy) / fy, y, -1.0)):
+        # the frustum side is the half-space sign * (coord - bound * z) >= 0
+        inside &= sign * (coord - bound * z) >= -radius * torch.sqrt(1.0 + bound * bound)
+    return inside
 
 
 def _fill_gaps(
@@ -218,31 +241,61 @@ def _fill_gaps(
     """Fill pin-holes and leaks; return colour ``(B,3,H,W)``, depth ``(B,1,H,W)`` (inf = none), valid ``(B,1,H,W)``."""
     valid = hit
     if cfg.fill_radius > 0:
-        k = 2 * cfg.fill_radius + 1
-        dmin = -F.max_pool2d(-depth, k, stride=1, padding=cfg.fill_radius)
-        closed = F.max_pool2d(dmin, k, stride=1, padding=cfg.fill_radius)
+        r = cfg.fill_radius
+        closed = _box_filter(_box_filter(depth, r, torch.minimum), r, torch.maximum)
         closable = torch.isfinite(closed)
         leak = hit & closable & (depth > closed * (1.0 + cfg.leak_threshold))
-        good = (hit & ~leak).float()
-        fill = closable & ~(hit & ~leak)
-        num = F.avg_pool2d(color * good, k, stride=1, padding=cfg.fill_radius)
-        den = F.avg_pool2d(good, k, stride=1, padding=cfg.fill_radius)
-        fill &= den > 0
-        color = torch.where(fill, num / den.clamp(min=1e-6), color)
-        depth = torch.where(fill, closed, torch.where(leak, torch.full_like(depth, float("inf")), depth))
-        valid = (hit & ~leak) | fill
-    if cfg.fill_holes and not bool(valid.all()):
-        color = _push_pull(color, valid.float())
+        good = hit & ~leak
+        mean = _box_filter(torch.cat([color, torch.ones_like(depth)], 1) * good, r, torch.add)
+        fill = closable & ~good & (mean[:, 3:] > 0)
+        color = torch.where(fill, mean[:, :3] / mean[:, 3:].clamp(min=1e-6), color)
+        depth = torch.where(fill, closed, torch.where(leak, torch.inf, depth))
+        valid = good | fill
+    if cfg.fill_holes:
+        holed = (~valid).flatten(1).any(1).nonzero().squeeze(1)  # only images with holes need the pyramid
+        if holed.numel():
+            sub = torch.cat([color.index_select(0, holed), torch.ones_like(depth.index_select(0, holed))], 1)
+            color = color.index_copy(0, holed, _push_pull(sub * valid.index_select(0, holed)))
     return color, depth, valid
 
 
-def _push_pull(color: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Fill pixels with zero ``weight`` by recursively averaging down and interpolating back up (push-pull)."""
-    h, w = color.shape[-2:]
-    if min(h, w) <= 1 or bool((weight > 0).all()):
-        return color
-    num = F.avg_pool2d(color * weight, 2, ceil_mode=True)
-    den = F.avg_pool2d(weight, 2, ceil_mode=True)
-    coarse = _push_pull(num / den.clamp(min=1e-6), (den > 0).float())
-    up = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
-    return torch.where(weight > 0, color, up)
+def _box_filter(img: torch.Tensor, r: int, op: Callable[..., torch.Tensor]) -> torch.Tensor:
+    """Separable ``(2r+1)^2`` window reduction of ``img (B, C, H, W)`` with a binary ``op`` (min, max or add);
+    the window is clipped at the image border."""
+    for dim in (2, 3):
+        src, out = img, img.clone()
+        n = img.shape[dim]
+        for k in range(1, min(r, n - 1) + 1):
+            head, tail = out.narrow(dim, 0, n - k), out.narrow(dim, k, n - k)
+            head.copy_(op(head, src.narrow(dim, k, n - k)))
+            tail.copy_(op(tail, src.narrow(dim, 0, n - k)))
+        img = out
+    return img
+
+
+def _push_pull(premult: torch.Tensor) -> torch.Tensor:
+    """Fill pixels of zero weight by averaging down and interpolating back up (push-pull).
+
+    Args:
+        premult: ``(B, C+1, H, W)``: colour premultiplied by the weight, weight in the last channel.
+    Returns:
+        ``(B, C, H, W)`` colour, unchanged where the weight was > 0.
+    """
+    w = premult[:, -1:]
+    colour = premult[:, :-1] / w.clamp(min=1e-6)
+    h, wd = premult.shape[-2:]
+    if min(h, wd) <= 1 or bool((w > 0).all()):
+        return colour
+    even = F.pad(premult, (0, wd % 2, 0, h % 2))
+    coarse = _push_pull(even[..., 0::2, 0::2] + even[..., 1::2, 0::2] + even[..., 0::2, 1::2] + even[..., 1::2, 1::2])
+    return torch.where(w > 0, colour, _upsample2(coarse)[..., :h, :wd])
+
+
+def _upsample2(x: torch.Tensor) -> torch.Tensor:
+    """Bilinear 2x upsampling of ``(B, C, h, w)`` (half-pixel centres, edges clamped), as ``F.interpolate``."""
+    for dim in (2, 3):
+        n = x.shape[dim]
+        prev = torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)], dim)
+        nxt = torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim)
+        x = torch.stack([torch.lerp(x, prev, 0.25), torch.lerp(x, nxt, 0.25)], dim + 1).flatten(dim, dim + 1)
+    return x

@@ -32,8 +32,9 @@ class WorldConfig:
 
     Attributes:
         voxel_size: Finest point spacing in metres; ``None`` = the Scene's median pixel footprint (depth / fx).
-        lod_levels: Number of levels of detail (each doubles the spacing).
-        chunk_size: Edge of the cubic chunks used for culling and LOD choice (metres).
+        lod_levels: Number of levels of detail (each multiplies the point spacing by sqrt(2)).
+        chunk_size: Edge of the cubic chunks whose level of detail is chosen per camera (metres).
+        block_size: Points per block, the unit of frustum culling and gathering.
         min_confidence: Depth pixels below this confidence are ignored.
         edge_threshold: Relative depth jump to a 4-neighbour above which a pixel is a depth edge; edge pixels
             (mixed colours) get ``edge_weight`` in the fusion.
@@ -47,8 +48,9 @@ class WorldConfig:
     """
 
     voxel_size: float | None = None
-    lod_levels: int = 5
-    chunk_size: float = 1.0
+    lod_levels: int = 8
+    chunk_size: float = 0.5
+    block_size: int = 64
     min_confidence: float = 0.5
     edge_threshold: float = 0.05
     edge_weight: float = 0.1
@@ -69,6 +71,8 @@ class WorldConfig:
                 raise ConfigError(f"world.{key} must be > 0, got {getattr(self, key)}")
         if self.voxel_size is not None and not self.voxel_size > 0:
             raise ConfigError(f"world.voxel_size must be > 0 or null (auto), got {self.voxel_size}")
+        if self.block_size < 1:
+            raise ConfigError(f"world.block_size must be >= 1, got {self.block_size}")
         if self.lod_levels < 1:
             raise ConfigError(f"world.lod_levels must be >= 1, got {self.lod_levels}")
 
@@ -122,14 +126,12 @@ class World:
 
     def add_generated(self, xyz: torch.Tensor, rgb: torch.Tensor, weight: torch.Tensor | None = None) -> None:
         """Write generated content back: fuse ``xyz (N, 3)``, ``rgb (N, 3)`` into the generated layer."""
-        prev = self.generated
-        if prev.num_points:
-            keep = _level_mask(prev, 0)
-            xyz, rgb = torch.cat([prev.xyz[keep], xyz]), torch.cat([prev.rgb[keep], rgb])
+        prev_xyz, prev_rgb = self.generated.points(level=0)
+        xyz, rgb = torch.cat([prev_xyz, xyz]), torch.cat([prev_rgb, rgb])
         w = torch.ones(xyz.shape[0], device=self.device) if weight is None else weight
         self.generated = build_lod_cloud(
             xyz.float(), rgb.float(), w.float(), voxel0=float(self.static.chunk_voxel0[0]),
-            num_levels=self.config.lod_levels, chunk_size=self.config.chunk_size,
+            num_levels=self.config.lod_levels, chunk_size=self.config.chunk_size, block_size=self.config.block_size,
         )
         self._cloud = None
 
@@ -161,9 +163,9 @@ def build_world(scene: Scene, config: WorldConfig | None = None, device: str | t
     xyz, rgb, w, frame = _backproject(scene, poses, K, depth, valid, weight, dev)
     is_dyn = dyn[valid]
     static = build_lod_cloud(xyz[~is_dyn], rgb[~is_dyn], w[~is_dyn], voxel0=voxel0, num_levels=cfg.lod_levels,
-                             chunk_size=cfg.chunk_size)
-    dynamic = build_frame_cloud(xyz[is_dyn], rgb[is_dyn], frame[is_dyn], voxel0=voxel0)
-    finest = static.xyz[_level_mask(static, 0)]
+                             chunk_size=cfg.chunk_size, block_size=cfg.block_size)
+    dynamic = build_frame_cloud(xyz[is_dyn], rgb[is_dyn], frame[is_dyn], voxel0=voxel0, block_size=cfg.block_size)
+    finest, _ = static.points(level=0)
     occupancy = build_occupancy(
         finest, torch.where(valid, depth, 0.0), valid & ~dyn, poses, K, voxel=cfg.occupancy_voxel,
         min_points=cfg.occupancy_min_points, trusted_min_views=cfg.trusted_min_views,
@@ -176,15 +178,9 @@ def build_world(scene: Scene, config: WorldConfig | None = None, device: str | t
     return World(
         meta=scene.meta, K=scene.K.copy(), image_size=(scene.height, scene.width),
         timestamps=torch.as_tensor(scene.timestamps, dtype=torch.float64, device=dev), poses=poses,
-        static=static, dynamic=dynamic, generated=SplatCloud.empty(dev), occupancy=occupancy, ground=ground,
-        config=cfg,
+        static=static, dynamic=dynamic, generated=SplatCloud.empty(dev, cfg.block_size), occupancy=occupancy,
+        ground=ground, config=cfg,
     )
-
-
-def _level_mask(cloud: SplatCloud, level: int) -> torch.Tensor:
-    """Bool ``(N,)`` mask of the points in segments of LOD ``level``."""
-    seg = torch.repeat_interleave(torch.arange(cloud.seg_start.shape[0], device=cloud.device), cloud.seg_count)
-    return cloud.seg_level[seg] == level
 
 
 def _depth_edges(depth: torch.Tensor, threshold: float) -> torch.Tensor:

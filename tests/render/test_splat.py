@@ -71,12 +71,11 @@ def test_batch_equals_individual_renders_and_culling_changes_nothing():
     for i in range(5):
         one = render(world.cloud(), poses[i:i + 1], scene.K, 40, 56)
         assert torch.equal(one.rgb[0], batch.rgb[i]) and torch.equal(one.depth[0], batch.depth[i])
-    c = world.cloud()
-    xyz, rgb = c.xyz[c.seg_level.repeat_interleave(c.seg_count) == 0], c.rgb[c.seg_level.repeat_interleave(
-        c.seg_count) == 0]
+    xyz, rgb = world.cloud().points(level=0)
     fine = cloud_of(xyz, rgb, chunk=0.25, voxel=1e-4)
-    whole = cloud_of(xyz, rgb, chunk=100.0, voxel=1e-4)
-    assert fine.chunk_center.shape[0] > 50 and whole.chunk_center.shape[0] <= 8
+    whole = build_lod_cloud(xyz, rgb, torch.ones(len(xyz)), voxel0=1e-4, num_levels=1, chunk_size=100.0,
+                            block_size=len(xyz))
+    assert fine.chunk_center.shape[0] > 50 and whole.chunk_center.shape[0] <= 8 and whole.num_blocks <= 9
     a, b = render(fine, poses, scene.K, 40, 56, config=RAW), render(whole, poses, scene.K, 40, 56, config=RAW)
     assert torch.equal(a.valid, b.valid)
     assert (a.rgb.int() - b.rgb.int()).abs().max() <= 1  # only float summation order differs
@@ -96,8 +95,8 @@ def test_lod_uses_fewer_points_far_away_without_losing_coverage():
         w = 32.0 * 2.0 / dist  # half-width 2 m projected
         inner = slice(int(32 - w) + 2, int(32 + w) - 2)
         assert out.valid[0, inner, inner].all()
-    counts = cloud.seg_count.reshape(-1, 5).sum(0)
-    assert (counts[1:] < counts[:-1]).all()
+    counts = torch.stack([torch.isfinite(cloud.xyz[0, cloud.block_level == level]).sum() for level in range(5)]).float()
+    assert (counts[1:] < 0.7 * counts[:-1]).all()  # each sqrt(2) level has about half the points of the finer one
 
 
 def test_dynamic_segments_only_show_at_their_frame():

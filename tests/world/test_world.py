@@ -11,11 +11,11 @@ from tests.helpers import wall_scene
 def test_static_layer_is_fused_and_deduplicated():
     scene = wall_scene(n=3, distance=3.0)
     world = build_world(scene)
-    finest = world.static.xyz[world.static.seg_level.repeat_interleave(world.static.seg_count) == 0]
+    finest, _ = world.static.points(level=0)
     # three overlapping views of one wall: fusion keeps about one point per voxel, not one per pixel observation
     assert finest.shape[0] < 1.5 * scene.height * scene.width
     np.testing.assert_allclose(finest[:, 0].numpy(), 3.0, atol=1e-5)  # all on the wall x = 3
-    assert world.static.seg_frame.eq(-1).all()
+    assert world.static.chunk_frame.eq(-1).all()
     assert world.dynamic.num_points == 0 and world.generated.num_points == 0
 
 
@@ -40,9 +40,9 @@ def test_dynamic_pixels_go_to_the_dynamic_layer_per_frame():
     scene.depth[1, 10:20, 10:20] = 1.5
     scene.frames[1, 10:20, 10:20] = [255, 0, 0]
     world = build_world(scene)
-    assert world.dynamic.seg_frame.tolist() == [1]
+    assert world.dynamic.chunk_frame.tolist() == [1]
     assert world.dynamic.num_points > 50
-    assert (world.static.xyz[:, 0] > 2.9).all()  # the moving patch did not enter the static layer
+    assert (world.static.points()[0][:, 0] > 2.9).all()  # the moving patch did not enter the static layer
     poses, K = scene.poses[1:2], scene.K
     at_frame1 = render_world(world, poses, scene.timestamps[1], K, scene.height, scene.width)
     at_frame0 = render_world(world, poses, scene.timestamps[0], K, scene.height, scene.width)
