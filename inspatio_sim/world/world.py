@@ -31,7 +31,10 @@ class WorldConfig:
     """How a World is built from a Scene (hydra group ``world``).
 
     Attributes:
-        voxel_size: Finest point spacing in metres; ``None`` = the Scene's median pixel footprint (depth / fx).
+        voxel_size: Finest point spacing in metres; ``None`` = ``voxel_footprint_ratio`` times the Scene's median
+            pixel footprint (depth / fx).
+        voxel_footprint_ratio: Finest spacing relative to the median pixel footprint when ``voxel_size`` is
+            ``None``; below 1, the fused colours keep detail finer than a pixel (sharper renders, more points).
         lod_levels: Number of levels of detail (each multiplies the point spacing by sqrt(2)).
         chunk_size: Edge of the cubic chunks whose level of detail is chosen per camera (metres).
         block_size: Points per block, the unit of frustum culling and gathering.
@@ -48,7 +51,8 @@ class WorldConfig:
     """
 
     voxel_size: float | None = None
-    lod_levels: int = 8
+    voxel_footprint_ratio: float = 0.7
+    lod_levels: int = 10
     chunk_size: float = 0.5
     block_size: int = 64
     min_confidence: float = 0.5
@@ -66,7 +70,7 @@ class WorldConfig:
 
         if self.time_mode not in TIME_MODES:
             raise ConfigError(f"world.time_mode must be one of {', '.join(TIME_MODES)}, got '{self.time_mode}'")
-        for key in ("chunk_size", "occupancy_voxel"):
+        for key in ("chunk_size", "occupancy_voxel", "voxel_footprint_ratio"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"world.{key} must be > 0, got {getattr(self, key)}")
         if self.voxel_size is not None and not self.voxel_size > 0:
@@ -158,7 +162,7 @@ def build_world(scene: Scene, config: WorldConfig | None = None, device: str | t
             f"({cfg.min_confidence}); the World would be empty"
         )
     weight = conf * torch.where(_depth_edges(depth, cfg.edge_threshold), cfg.edge_weight, 1.0)
-    voxel0 = cfg.voxel_size or _median_footprint(depth, valid, float(scene.K[0, 0]))
+    voxel0 = cfg.voxel_size or cfg.voxel_footprint_ratio * _median_footprint(depth, valid, float(scene.K[0, 0]))
 
     xyz, rgb, w, frame = _backproject(scene, poses, K, depth, valid, weight, dev)
     is_dyn = dyn[valid]
