@@ -53,18 +53,24 @@ def offset_poses(
     return np.stack(poses), np.asarray(times)
 
 
-def _timed_fps(fn: Any, batch: int, seconds: float, device: str) -> float:
+def _timed_fps(fn: Any, batch: int, seconds: float, device: str, windows: int = 5) -> float:
+    """frames/s of ``fn`` (rendering ``batch`` frames): the median over ``windows`` timing windows that together
+    last at least ``seconds`` (the median resists other tenants of a shared machine)."""
     fn()  # warm-up
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     sync()
-    n, start = 0, time.perf_counter()
-    while True:
-        fn()
-        n += 1
-        sync()
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds and n >= 3:
-            return batch * n / elapsed
+    rates = []
+    for _ in range(windows):
+        n, start = 0, time.perf_counter()
+        while True:
+            fn()
+            n += 1
+            sync()
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds / windows and n >= 2:
+                rates.append(batch * n / elapsed)
+                break
+    return float(np.median(rates))
 
 
 def speed(world: World, scene: Scene, rcfg: RenderConfig, bcfg: dict[str, Any], device: str,
