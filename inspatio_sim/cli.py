@@ -58,7 +58,7 @@ def _cmd_world(args: argparse.Namespace, cfg: DictConfig) -> int:
 
     scene = load_scene(cfg.scene)
     t0 = time.perf_counter()
-    world = build_world(scene, to_dataclass(WorldConfig, cfg.world, "world"), device=cfg.device)
+    world = build_world(scene, to_dataclass(WorldConfig, cfg.world, "world"), device=cfg.device, progress=True)
     occ = world.occupancy
     vox3 = occ.voxel**3
     print(f"World from {scene.meta.source}: {scene.num_frames} frames {scene.width}x{scene.height} "
@@ -126,7 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # key=value overrides may stand anywhere (argparse cannot mix them with options after a positional)
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    args = build_parser().parse_args([a for a in argv if a not in overrides])
+    args.overrides = overrides
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

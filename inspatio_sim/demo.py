@@ -82,7 +82,7 @@ def run_demo(cfg: DictConfig) -> dict[str, Any]:
     device = cfg.device
     scene = load_scene(scene_cfg)
     t0 = time.perf_counter()
-    world = build_world(scene, to_dataclass(WorldConfig, cfg.world, "world"), device=device)
+    world = build_world(scene, to_dataclass(WorldConfig, cfg.world, "world"), device=device, progress=True)
     log.info("world built in %.2f s (%d static points)", time.perf_counter() - t0, world.static.num_points)
     rcfg = to_dataclass(RenderConfig, cfg.render, "render")
     h, w, K = scene.height, scene.width, scene.K

@@ -68,3 +68,14 @@ def test_oracle_and_world_commands(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "static layer" in text
     assert re.search(r"ground plane: +normal \(-?0\.0\d\d, -?0\.0\d\d, 1\.000\), height of origin -?0\.0", text)
+
+
+def test_readme_documents_every_config_key_and_command():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [k for k, _, _ in describe_keys() if not k.startswith("(") and f"`{k}`" not in readme]
+    assert not missing, f"README lacks config keys: {missing}"
+    for command in ("make demo", "make test", "inspatio-sim oracle", "inspatio-sim world", "inspatio-sim demo",
+                    "inspatio-sim bench render", "inspatio-sim config"):
+        assert command in readme

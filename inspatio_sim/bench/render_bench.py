@@ -135,14 +135,16 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
     bcfg = OmegaConf.to_container(cfg.bench.render, resolve=True)
     scene_cfg = OmegaConf.to_container(cfg.scene, resolve=True)
     if quick:
-        bcfg.update(seconds_per_case=0.5, novel_views_per_offset=6, fidelity_width=160, fidelity_height=120)
+        bcfg.update(seconds_per_case=min(bcfg["seconds_per_case"], 0.5),
+                    novel_views_per_offset=min(bcfg["novel_views_per_offset"], 6), fidelity_width=160,
+                    fidelity_height=120)
         if not scene_cfg.get("path"):
             scene_cfg["oracle"].update(num_frames=30, width=160, height=120)
     rng = np.random.default_rng(0)
     rcfg = to_dataclass(RenderConfig, cfg.render, "render")
     scene = load_scene(scene_cfg)
     t0 = time.perf_counter()
-    world = build_world(scene, to_dataclass(WorldConfig, cfg.world, "world"), device=device)
+    world = build_world(scene, to_dataclass(WorldConfig, cfg.world, "world"), device=device, progress=True)
     build_s = time.perf_counter() - t0
     oracle_cfg = scene_cfg["oracle"]
     with Oracle(preset=oracle_cfg["preset"], seed=int(oracle_cfg["seed"])) as oracle:

@@ -44,7 +44,7 @@ class RenderConfig:
         fill_holes: Fill the colour of remaining holes by push-pull interpolation (they stay invalid).
     """
 
-    lod_target_px: float = 0.7
+    lod_target_px: float = 1.0
     depth_tolerance: float = 0.02
     near: float = 0.05
     far: float = 100.0

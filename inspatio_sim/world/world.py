@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from inspatio_sim.errors import WorldError
 from inspatio_sim.scene import Scene, SceneMeta
@@ -140,8 +141,10 @@ class World:
         self._cloud = None
 
 
-def build_world(scene: Scene, config: WorldConfig | None = None, device: str | torch.device = "cpu") -> World:
-    """Build a :class:`World` from a validated Scene on ``device``.
+def build_world(
+    scene: Scene, config: WorldConfig | None = None, device: str | torch.device = "cpu", progress: bool = False
+) -> World:
+    """Build a :class:`World` from a validated Scene on ``device`` (``progress``: a bar over the build stages).
 
     Raises:
         WorldError: when the Scene has no usable static depth (an empty world).
@@ -161,24 +164,30 @@ def build_world(scene: Scene, config: WorldConfig | None = None, device: str | t
             "the Scene has no static pixel with valid depth and confidence >= world.min_confidence "
             f"({cfg.min_confidence}); the World would be empty"
         )
+    bar = tqdm(total=4, desc="build world", unit="stage", disable=not progress)
     weight = conf * torch.where(_depth_edges(depth, cfg.edge_threshold), cfg.edge_weight, 1.0)
     voxel0 = cfg.voxel_size or cfg.voxel_footprint_ratio * _median_footprint(depth, valid, float(scene.K[0, 0]))
 
     xyz, rgb, w, frame = _backproject(scene, poses, K, depth, valid, weight, dev)
     is_dyn = dyn[valid]
+    bar.update()
     static = build_lod_cloud(xyz[~is_dyn], rgb[~is_dyn], w[~is_dyn], voxel0=voxel0, num_levels=cfg.lod_levels,
                              chunk_size=cfg.chunk_size, block_size=cfg.block_size)
     dynamic = build_frame_cloud(xyz[is_dyn], rgb[is_dyn], frame[is_dyn], voxel0=voxel0, block_size=cfg.block_size)
     finest, _ = static.points(level=0)
+    bar.update()
     occupancy = build_occupancy(
         finest, torch.where(valid, depth, 0.0), valid & ~dyn, poses, K, voxel=cfg.occupancy_voxel,
         min_points=cfg.occupancy_min_points, trusted_min_views=cfg.trusted_min_views,
     )
+    bar.update()
     try:
         ground: GroundPlane | None = fit_ground_plane(finest.cpu().numpy(), np.random.default_rng(cfg.seed))
     except WorldError as e:
         log.warning("World has no ground plane (%s); ground-following motion will be unavailable", e)
         ground = None
+    bar.update()
+    bar.close()
     return World(
         meta=scene.meta, K=scene.K.copy(), image_size=(scene.height, scene.width),
         timestamps=torch.as_tensor(scene.timestamps, dtype=torch.float64, device=dev), poses=poses,
