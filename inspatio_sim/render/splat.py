@@ -110,22 +110,23 @@ def render(
     view = torch.cat([Rt, -(Rt @ t[:, :, None])], dim=2)  # (B, 3, 4) camera_from_world
     proj = K_t @ view  # (B, 3, 4)
 
-    blocks = _select_blocks(cloud, view, K_t, height, width, frames_t, cfg)  # (B, nb), 0 = null block
+    cam, block = _select_blocks(cloud, view, K_t, height, width, frames_t, cfg)  # (N,) each
     p = cloud.block_size
-    x, y, z = cloud.xyz.index_select(1, blocks.reshape(-1)).reshape(3, b, -1).unbind(0)  # each (B, M), M = nb * P
-    u_h, v_h, z = (torch.addcmul(torch.addcmul(torch.addcmul(proj[:, i, 3:], x, proj[:, i, 0:1]), y, proj[:, i, 1:2]),
-                                 z, proj[:, i, 2:3]) for i in range(3))
+    x, y, z = cloud.xyz.index_select(1, block).unbind(0)  # each (N, P)
+    a = proj.index_select(0, cam)  # (N, 3, 4): every block projects with its camera's matrix
+    u_h, v_h, z = (torch.addcmul(torch.addcmul(torch.addcmul(a[:, i, 3:], x, a[:, i, 0:1]), y, a[:, i, 1:2]),
+                                 z, a[:, i, 2:3]) for i in range(3))
     inv_z = 1.0 / z
     u = u_h * inv_z
     v = v_h * inv_z
-    # NaN (padding) fails every comparison, so padded slots are dropped here too
+    # NaN (padding) fails every comparison, so unused block slots are dropped here too
     ok = (z > cfg.near) & (z < cfg.far) & (u > -0.5) & (u < width - 0.5) & (v > -0.5) & (v < height - 0.5)
     n_pix = b * height * width
     if ok.numel() >= 1 << 32:
         raise RenderError(f"too many points in one call ({ok.numel():,}); render fewer cameras per call")
-    item = ok.reshape(-1).nonzero().squeeze(1)  # drawn points, as indices into the (B * M) batch
-    pix = (torch.floor(v + 0.5) * width + torch.floor(u + 0.5)).long()
-    pix = (pix + (torch.arange(b, device=device) * (height * width))[:, None]).reshape(-1).index_select(0, item)
+    item = ok.reshape(-1).nonzero().squeeze(1)  # drawn points, as indices into the (N * P) selection
+    pix = (torch.floor(v + 0.5) * width + torch.floor(u + 0.5)).long() + (cam * (height * width))[:, None]
+    pix = pix.reshape(-1).index_select(0, item)
     zf = z.reshape(-1).index_select(0, item)
 
     # nearest point per pixel: min over packed (depth bits << 32 | item) keys, one scatter for all points
@@ -137,12 +138,12 @@ def render(
     if cfg.depth_tolerance > 0:
         # soft depth test: average the colour of every point within the tolerance of the nearest one (area filter)
         pix_f = torch.where(zf <= zmin.index_select(0, pix) * (1.0 + cfg.depth_tolerance), pix, n_pix)
-        point = blocks.reshape(-1).index_select(0, item // p) * p + item % p
+        point = block.index_select(0, item // p) * p + item % p
         values = torch.cat([cloud.rgb.reshape(3, -1).index_select(1, point), torch.ones_like(zf)[None]])
         acc = torch.zeros(4, n_pix + 1, device=device).scatter_add_(1, pix_f[None].expand(4, -1), values)
         colour = acc[:3, :n_pix] / acc[3:, :n_pix].clamp(min=1.0)
     else:
-        point = blocks.reshape(-1).index_select(0, win[:n_pix] // p) * p + win[:n_pix] % p
+        point = block.index_select(0, win[:n_pix] // p) * p + win[:n_pix] % p
         colour = cloud.rgb.reshape(3, -1).index_select(1, point)
     depth, hit = zmin[:n_pix], hit[:n_pix]
     color = colour.reshape(3, b, height, width).transpose(0, 1)
@@ -187,35 +188,35 @@ def _check_inputs(
 def _select_blocks(
     cloud: SplatCloud, view: torch.Tensor, K: torch.Tensor, height: int, width: int,
     frames: torch.Tensor | None, cfg: RenderConfig,
-) -> torch.Tensor:
-    """Block ids ``(B, nb)`` each camera draws, padded with the null block 0.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The blocks each camera draws, as ``(camera (K,), block (K,))`` int64 pairs sorted by camera.
 
-    Chunks are culled and given a LOD level per camera; candidate blocks (visible chunk, chosen level) are then
-    culled against the frustum with their own, tighter spheres.
+    Chunks are culled and given a LOD level per camera; the blocks of each (visible chunk, level) are then culled
+    against the frustum with their own, tighter spheres. Work is proportional to the visible chunks and blocks, not
+    to the size of the World.
     """
     device = cloud.device
     b = view.shape[0]
     chunk_cam = torch.baddbmm(view[:, None, :, 3], cloud.chunk_center[None].expand(b, -1, -1),
                               view[:, :, :3].transpose(1, 2))  # (B, C, 3)
     visible = _in_frustum(chunk_cam, cloud.chunk_radius[None], K[:, None], height, width, cfg)
-    z_near = (chunk_cam[..., 2] - cloud.chunk_radius[None]).clamp(min=cfg.near)
-    ratio = cfg.lod_target_px * z_near / (K[:, 0, 0, None] * cloud.chunk_voxel0[None])
-    level = torch.floor(torch.log(ratio.clamp(min=1e-12)) / math.log(LOD_STEP)).long()
-    level = torch.minimum(level.clamp(min=0), cloud.chunk_levels[None] - 1)  # (B, C)
     frame = cloud.chunk_frame[None]
     visible &= (frame == STATIC_FRAME) if frames is None else (frame == STATIC_FRAME) | (frame == frames[:, None])
-    state = torch.where(visible, level, -2)  # -2 never equals a block level (the null block has -1)
-    cand = state.gather(1, cloud.block_chunk[None].expand(b, -1)) == cloud.block_level[None]  # (B, NB)
-
-    bb, kk = cand.nonzero(as_tuple=True)  # sorted by camera
-    centre = torch.baddbmm(view[bb, :, 3:], view[bb, :, :3], cloud.block_center[kk][:, :, None])[..., 0]
-    keep = _in_frustum(centre, cloud.block_radius[kk], K[bb], height, width, cfg)
-    bb, kk = bb[keep], kk[keep]
-    count = torch.bincount(bb, minlength=b)
-    slot = torch.arange(bb.shape[0], device=device) - (torch.cumsum(count, 0) - count)[bb]
-    blocks = torch.zeros(b, max(int(count.max()), 1), dtype=torch.int64, device=device)
-    blocks[bb, slot] = kk
-    return blocks
+    cam, chunk = visible.nonzero(as_tuple=True)  # sorted by camera
+    z_near = (chunk_cam[cam, chunk, 2] - cloud.chunk_radius[chunk]).clamp(min=cfg.near)
+    ratio = cfg.lod_target_px * z_near / (K[cam, 0, 0] * cloud.chunk_voxel0[chunk])
+    level = torch.floor(torch.log(ratio.clamp(min=1e-12)) / math.log(LOD_STEP)).long()
+    level = torch.minimum(level.clamp(min=0), cloud.chunk_levels[chunk] - 1)
+    count = cloud.level_count[chunk, level]
+    first = cloud.level_start[chunk, level]
+    cam = torch.repeat_interleave(cam, count)
+    block = torch.repeat_interleave(first - (torch.cumsum(count, 0) - count), count)
+    block += torch.arange(block.shape[0], device=device)
+    centre = torch.baddbmm(view[cam, :, 3:], view[cam, :, :3], cloud.block_center[block][:, :, None])[..., 0]
+    keep = _in_frustum(centre, cloud.block_radius[block], K[cam], height, width, cfg)
+    if not bool(keep.any()):  # nothing in view: draw the (all-NaN) null block so shapes stay non-empty
+        return torch.zeros(1, dtype=torch.int64, device=device), torch.zeros(1, dtype=torch.int64, device=device)
+    return cam[keep], block[keep]
 
 
 def _in_frustum(
@@ -254,8 +255,8 @@ def _fill_gaps(
     if cfg.fill_holes:
         holed = (~valid).flatten(1).any(1).nonzero().squeeze(1)  # only images with holes need the pyramid
         if holed.numel():
-            sub = torch.cat([color.index_select(0, holed), torch.ones_like(depth.index_select(0, holed))], 1)
-            color = color.index_copy(0, holed, _push_pull(sub * valid.index_select(0, holed)))
+            filled = _push_pull(color.index_select(0, holed), valid.index_select(0, holed).float())
+            color = color.index_copy(0, holed, filled)
     return color, depth, valid
 
 
@@ -273,22 +274,20 @@ def _box_filter(img: torch.Tensor, r: int, op: Callable[..., torch.Tensor]) -> t
     return img
 
 
-def _push_pull(premult: torch.Tensor) -> torch.Tensor:
-    """Fill pixels of zero weight by averaging down and interpolating back up (push-pull).
-
-    Args:
-        premult: ``(B, C+1, H, W)``: colour premultiplied by the weight, weight in the last channel.
-    Returns:
-        ``(B, C, H, W)`` colour, unchanged where the weight was > 0.
-    """
-    w = premult[:, -1:]
-    colour = premult[:, :-1] / w.clamp(min=1e-6)
-    h, wd = premult.shape[-2:]
-    if min(h, wd) <= 1 or bool((w > 0).all()):
+def _push_pull(colour: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Fill pixels of zero ``weight (B, 1, H, W)`` in ``colour (B, C, H, W)`` by averaging down (weighted) and
+    interpolating back up (push-pull); pixels with weight > 0 keep their colour."""
+    h, w = colour.shape[-2:]
+    known = weight > 0
+    if min(h, w) <= 1 or bool(known.all()):
         return colour
-    even = F.pad(premult, (0, wd % 2, 0, h % 2))
-    coarse = _push_pull(even[..., 0::2, 0::2] + even[..., 1::2, 0::2] + even[..., 0::2, 1::2] + even[..., 1::2, 1::2])
-    return torch.where(w > 0, colour, _upsample2(coarse)[..., :h, :wd])
+    pm = torch.cat([colour * weight, weight], 1)
+    if h % 2 or w % 2:
+        pm = F.pad(pm, (0, w % 2, 0, h % 2))
+    pm = pm[..., 0::2, 0::2] + pm[..., 1::2, 0::2] + pm[..., 0::2, 1::2] + pm[..., 1::2, 1::2]
+    coarse_w = pm[:, -1:]
+    coarse = _push_pull(pm[:, :-1] / coarse_w.clamp(min=1e-6), coarse_w)
+    return torch.where(known, colour, _upsample2(coarse)[..., :h, :w])
 
 
 def _upsample2(x: torch.Tensor) -> torch.Tensor:

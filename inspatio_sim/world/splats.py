@@ -18,7 +18,7 @@ culling is tight.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -48,6 +48,10 @@ class SplatCloud:
         chunk_voxel0: ``(C,)`` float32 finest point spacing of the chunk (metres).
         chunk_levels: ``(C,)`` int64 number of LOD levels of the chunk.
         chunk_frame: ``(C,)`` int64 video frame the chunk is shown at, or :data:`STATIC_FRAME` (always).
+        level_start: ``(C, L)`` int64 first block of each (chunk, level), derived; blocks are sorted by
+            (chunk, level) after the null block, so a (chunk, level) is the block range
+            ``[level_start, level_start + level_count)``.
+        level_count: ``(C, L)`` int64 number of blocks of each (chunk, level), derived.
     """
 
     xyz: torch.Tensor
@@ -61,6 +65,18 @@ class SplatCloud:
     chunk_voxel0: torch.Tensor
     chunk_levels: torch.Tensor
     chunk_frame: torch.Tensor
+    level_start: torch.Tensor = field(init=False, repr=False)
+    level_count: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        c = self.chunk_center.shape[0]
+        levels = max(int(self.chunk_levels.max()), 1) if c else 1
+        key = self.block_chunk[1:] * levels + self.block_level[1:]
+        if key.numel() > 1 and bool((key[1:] < key[:-1]).any()):
+            raise ValueError("SplatCloud blocks must be sorted by (chunk, level)")
+        count = torch.bincount(key, minlength=c * levels)[: c * levels]
+        self.level_count = count.reshape(c, levels)
+        self.level_start = (torch.cumsum(count, 0) - count + 1).reshape(c, levels)
 
     @property
     def num_points(self) -> int:
@@ -103,7 +119,7 @@ class SplatCloud:
         )
 
     def to(self, device: torch.device | str) -> SplatCloud:
-        return SplatCloud(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return SplatCloud(**{f.name: getattr(self, f.name).to(device) for f in fields(self) if f.init})
 
 
 def fuse_voxels(
@@ -262,19 +278,20 @@ def concat_clouds(clouds: list[SplatCloud]) -> SplatCloud:
         raise ValueError("concat_clouds needs at least one cloud")
     if len({c.block_size for c in clouds}) != 1:
         raise ValueError("concat_clouds: all clouds must have the same block size")
-    out: dict[str, list[torch.Tensor]] = {f.name: [] for f in fields(SplatCloud)}
+    names = [f.name for f in fields(SplatCloud) if f.init]
+    out: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     chunk_base = 0
     for i, c in enumerate(clouds):
         skip = 0 if i == 0 else 1  # keep only the first cloud's null block
-        for f in fields(SplatCloud):
-            v = getattr(c, f.name)
-            if f.name in ("xyz", "rgb"):
+        for name in names:
+            v = getattr(c, name)
+            if name in ("xyz", "rgb"):
                 v = v[:, skip:]
-            elif f.name.startswith("block_"):
+            elif name.startswith("block_"):
                 v = v[skip:]
-            if f.name == "block_chunk":
+            if name == "block_chunk":
                 v = v + chunk_base
-            out[f.name].append(v)
+            out[name].append(v)
         chunk_base += c.chunk_center.shape[0]
     return SplatCloud(**{k: torch.cat(v, dim=1 if k in ("xyz", "rgb") else 0) for k, v in out.items()})
 
