@@ -1,4 +1,4 @@
-"""The ``inspatio-sim`` command line: one entry point, a subcommand per job, hydra ``key=value`` overrides.
+"""The inspatio-sim command line: one entry point, a subcommand per job, hydra key=value overrides.
 
     inspatio-sim oracle [-o DIR] [key=value ...]      generate a ground-truth oracle Scene
     inspatio-sim world [key=value ...]                 build the World from the configured Scene and summarise it

@@ -3,11 +3,13 @@
 Per call, for B cameras:
   1. *Culling and LOD*: each chunk's bounding sphere is tested against each camera frustum; a visible chunk
      contributes its coarsest LOD level whose point spacing projects to at most ``lod_target_px`` pixels at the
-     chunk's nearest depth. Dynamic segments are kept only for the camera's current video frame.
-  2. *Projection*: the selected points of each camera are gathered into a padded ``(B, M)`` batch and projected
-     with one batched matrix product.
-  3. *Z-buffer with soft depth test*: a ``scatter_reduce(amin)`` finds the nearest depth per pixel; every point
-     within ``depth_tolerance`` (relative) of it is averaged into the pixel (an area filter that anti-aliases).
+     chunk's nearest depth (dynamic chunks only at the camera's current video frame). That level's blocks are
+     culled with their own spheres. The result is a flat list of (camera, block) pairs: no per-camera padding.
+  2. *Projection*: the selected blocks are gathered (coordinate-major, so each coordinate is one contiguous
+     ``(N, P)`` array) and projected with their camera's ``K [R^T | -R^T t]``.
+  3. *Z-buffer with soft depth test*: one ``scatter_reduce(amin)`` over packed ``(depth bits << 32) | point`` keys
+     finds the nearest point per pixel; every point within ``depth_tolerance`` (relative) of it is averaged into
+     the pixel (an area filter that anti-aliases).
   4. *Gap fill*: pin-holes and background points leaking through them are found with a depth closing
      (min- then max-filter) and filled from their neighbours; larger holes (disocclusions, unseen space) stay
      invalid and get a push-pull colour fill.

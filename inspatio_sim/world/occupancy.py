@@ -97,7 +97,6 @@ def build_occupancy(
     trusted_min_views: int,
     margin_voxels: int = 2,
     carve_margin: float | None = None,
-    frames_per_batch: int = 8,
 ) -> OccupancyGrid:
     """Build the grid from static surface points and the Scene's depth maps.
 
@@ -113,7 +112,6 @@ def build_occupancy(
         margin_voxels: Padding around the bounds of points and cameras.
         carve_margin: A voxel centre counts as free when it is at least this far (metres) in front of the observed
             depth; default ``voxel``.
-        frames_per_batch: Frames carved per vectorised step (memory vs. speed).
     """
     device = surface_points.device
     if surface_points.shape[0] == 0:
@@ -131,7 +129,7 @@ def build_occupancy(
     flat = (ijk[:, 0] * dims_t[1] + ijk[:, 1]) * dims_t[2] + ijk[:, 2]
     counts = torch.bincount(flat, minlength=int(np.prod(dims)))
     free_views, surface_views = _carve(depth, static, poses, K, lo, voxel, dims,
-                                       carve_margin if carve_margin is not None else voxel, frames_per_batch)
+                                       carve_margin if carve_margin is not None else voxel)
     occupied = (counts.reshape(*dims.tolist()) >= min_points) | (surface_views > 0)
     free = (free_views > 0) & ~occupied
     occ_np, free_np = occupied.cpu().numpy(), free.cpu().numpy()
@@ -146,35 +144,48 @@ def build_occupancy(
 
 def _carve(
     depth: torch.Tensor, static: torch.Tensor, poses: torch.Tensor, K: torch.Tensor, origin: np.ndarray,
-    voxel: float, dims: np.ndarray, margin: float, frames_per_batch: int,
+    voxel: float, dims: np.ndarray, margin: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Count, per voxel, the frames in which its centre projects in front of the observed depth by ``margin``
-    (free) and those in which it lies within half a voxel diagonal of the observed static depth (surface)."""
+    (free) and those in which it lies within half a voxel diagonal of the observed static depth (surface).
+
+    Each frame only visits the voxels in the bounding box of its view frustum (cut at its farthest depth).
+    """
     device = depth.device
     h, w = depth.shape[1:]
-    axes = [torch.arange(int(n), device=device, dtype=torch.float32) for n in dims]
-    gi, gj, gk = torch.meshgrid(*axes, indexing="ij")
-    org = torch.as_tensor(origin, dtype=torch.float32, device=device)
-    centres = (torch.stack([gi, gj, gk], -1).reshape(-1, 3) + 0.5) * voxel + org
-    free_views = torch.zeros(centres.shape[0], dtype=torch.int32, device=device)
+    free_views = torch.zeros(*dims.tolist(), dtype=torch.int32, device=device)
     surface_views = torch.zeros_like(free_views)
     band = voxel * 3**0.5 / 2
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    for s in range(0, depth.shape[0], frames_per_batch):
-        T = poses[s:s + frames_per_batch]
-        R, t = T[:, :3, :3], T[:, :3, 3]
-        pc = torch.einsum("fji,fnj->fni", R, centres[None] - t[:, None])  # R^T (p - t), (F, N, 3)
-        z = pc[..., 2]
+    fx, fy, cx, cy = (float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]))
+    org = torch.as_tensor(origin, dtype=torch.float32, device=device)
+    corners = torch.tensor([[-0.5, -0.5], [w - 0.5, -0.5], [-0.5, h - 0.5], [w - 0.5, h - 0.5]], device=device)
+    rays = torch.cat([(corners[:, :1] - cx) / fx, (corners[:, 1:] - cy) / fy, torch.ones(4, 1, device=device)], 1)
+    for f in range(depth.shape[0]):
+        d = depth[f]
+        far = float(d.max())
+        if far <= 0:
+            continue
+        R, t = poses[f, :3, :3], poses[f, :3, 3]
+        pts = torch.cat([t[None], (rays * far) @ R.T + t])  # camera centre and far corners, world frame
+        lo = torch.clamp(torch.floor((pts.min(0).values - org) / voxel).long(), min=0)
+        hi = torch.ceil((pts.max(0).values - org) / voxel).long() + 1
+        hi = torch.minimum(hi, torch.as_tensor(dims, device=device))
+        if bool((hi <= lo).any()):
+            continue
+        (i0, j0, k0), (i1, j1, k1) = lo.tolist(), hi.tolist()
+        axes = [torch.arange(a, b, device=device, dtype=torch.float32) for a, b in ((i0, i1), (j0, j1), (k0, k1))]
+        centres = (torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3) + 0.5) * voxel + org
+        pc = (centres - t) @ R  # R^T (p - t), camera frame
+        z = pc[:, 2]
         zs = z.clamp(min=1e-6)
-        u = torch.round(pc[..., 0] / zs * fx + cx).long()
-        v = torch.round(pc[..., 1] / zs * fy + cy).long()
+        u = torch.round(pc[:, 0] / zs * fx + cx).long()
+        v = torch.round(pc[:, 1] / zs * fy + cy).long()
         inside = (z > 1e-3) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-        d = depth[s:s + frames_per_batch]
-        fidx = torch.arange(d.shape[0], device=device)[:, None].expand_as(u)
         vc, uc = v.clamp(0, h - 1), u.clamp(0, w - 1)
-        obs = d[fidx, vc, uc]
+        obs = d[vc, uc]
         seen = inside & (obs > 0)
-        free_views += (seen & (z < obs - margin)).sum(0, dtype=torch.int32)
-        on_surface = seen & static[s:s + frames_per_batch][fidx, vc, uc] & ((z - obs).abs() <= band)
-        surface_views += on_surface.sum(0, dtype=torch.int32)
-    return free_views.reshape(*dims.tolist()), surface_views.reshape(*dims.tolist())
+        box = (slice(i0, i1), slice(j0, j1), slice(k0, k1))
+        shape = (i1 - i0, j1 - j0, k1 - k0)
+        free_views[box] += (seen & (z < obs - margin)).reshape(shape)
+        surface_views[box] += (seen & static[f][vc, uc] & ((z - obs).abs() <= band)).reshape(shape)
+    return free_views, surface_views
