@@ -2,6 +2,8 @@
 
 Layers:
   * static: surface points fused across frames (confidence-weighted, deduplicated on voxels), multi-resolution;
+  * sky: pixels without depth that look above the horizon, placed on a sphere of radius ``sky_distance`` around
+    the recorded path (an environment map: far enough that its parallax is negligible);
   * dynamic: points of the moving regions (Scene dynamic masks), one segment per video frame;
   * generated: content written back later by the generative model (empty at build time);
 plus an occupancy grid with a signed distance field, the ground plane and the trusted region.
@@ -46,6 +48,9 @@ class WorldConfig:
         occupancy_voxel: Occupancy/SDF voxel edge (metres).
         occupancy_min_points: Static points needed to call a voxel occupied.
         trusted_min_views: Frames that must see a free voxel for it to be trusted.
+        sky: Build the sky layer from depth-less pixels above the horizon.
+        sky_distance: Radius (metres) of the sky sphere; keep it below ``render.far``. Renders report depth 0
+            (no geometry) where they show sky.
         time_mode: Scene time mode, one of ``loop``, ``pingpong``, ``clamp``, ``frozen``.
         frozen_time: Video time (seconds) shown in ``frozen`` mode.
         seed: Seed of the random choices (ground-plane RANSAC).
@@ -62,6 +67,8 @@ class WorldConfig:
     occupancy_voxel: float = 0.05
     occupancy_min_points: int = 1
     trusted_min_views: int = 3
+    sky: bool = True
+    sky_distance: float = 50.0
     time_mode: str = "loop"
     frozen_time: float = 0.0
     seed: int = 0
@@ -71,7 +78,7 @@ class WorldConfig:
 
         if self.time_mode not in TIME_MODES:
             raise ConfigError(f"world.time_mode must be one of {', '.join(TIME_MODES)}, got '{self.time_mode}'")
-        for key in ("chunk_size", "occupancy_voxel", "voxel_footprint_ratio"):
+        for key in ("chunk_size", "occupancy_voxel", "voxel_footprint_ratio", "sky_distance"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"world.{key} must be > 0, got {getattr(self, key)}")
         if self.voxel_size is not None and not self.voxel_size > 0:
@@ -92,7 +99,7 @@ class World:
         image_size: ``(H, W)`` of the Scene frames.
         timestamps: ``(N,)`` float64 frame times (seconds).
         poses: ``(N, 4, 4)`` float32 Scene camera poses ``T_world_camera``.
-        static, dynamic, generated: the three point layers.
+        static, sky, dynamic, generated: the point layers.
         occupancy: :class:`OccupancyGrid` with SDF and trusted region.
         ground: :class:`GroundPlane`, or ``None`` when the Scene shows no near-horizontal ground.
         config: The :class:`WorldConfig` used.
@@ -104,6 +111,7 @@ class World:
     timestamps: torch.Tensor
     poses: torch.Tensor
     static: SplatCloud
+    sky: SplatCloud
     dynamic: SplatCloud
     generated: SplatCloud
     occupancy: OccupancyGrid
@@ -126,7 +134,7 @@ class World:
     def cloud(self) -> SplatCloud:
         """All layers as one renderable :class:`SplatCloud` (cached until the generated layer changes)."""
         if self._cloud is None:
-            self._cloud = concat_clouds([self.static, self.dynamic, self.generated])
+            self._cloud = concat_clouds([self.static, self.sky, self.dynamic, self.generated])
         return self._cloud
 
     def add_generated(self, xyz: torch.Tensor, rgb: torch.Tensor, weight: torch.Tensor | None = None) -> None:
@@ -174,6 +182,7 @@ def build_world(
     static = build_lod_cloud(xyz[~is_dyn], rgb[~is_dyn], w[~is_dyn], voxel0=voxel0, num_levels=cfg.lod_levels,
                              chunk_size=cfg.chunk_size, block_size=cfg.block_size)
     dynamic = build_frame_cloud(xyz[is_dyn], rgb[is_dyn], frame[is_dyn], voxel0=voxel0, block_size=cfg.block_size)
+    sky = _sky_layer(scene, poses, K, depth, dyn, voxel0, cfg) if cfg.sky else SplatCloud.empty(dev, cfg.block_size)
     finest, _ = static.points(level=0)
     bar.update()
     occupancy = build_occupancy(
@@ -191,9 +200,37 @@ def build_world(
     return World(
         meta=scene.meta, K=scene.K.copy(), image_size=(scene.height, scene.width),
         timestamps=torch.as_tensor(scene.timestamps, dtype=torch.float64, device=dev), poses=poses,
-        static=static, dynamic=dynamic, generated=SplatCloud.empty(dev, cfg.block_size), occupancy=occupancy,
+        static=static, sky=sky, dynamic=dynamic, generated=SplatCloud.empty(dev, cfg.block_size), occupancy=occupancy,
         ground=ground, config=cfg,
     )
+
+
+def _pixel_rays(K: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Camera-frame rays ``(H, W, 3)`` with z = 1 through every pixel centre of intrinsics ``K``."""
+    v, u = torch.meshgrid(torch.arange(h, device=K.device, dtype=torch.float32),
+                          torch.arange(w, device=K.device, dtype=torch.float32), indexing="ij")
+    return torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1)
+
+
+def _sky_layer(
+    scene: Scene, poses: torch.Tensor, K: torch.Tensor, depth: torch.Tensor, dyn: torch.Tensor, voxel0: float,
+    cfg: WorldConfig,
+) -> SplatCloud:
+    """Depth-less static pixels whose viewing ray points above the horizon, on a sphere of radius
+    ``cfg.sky_distance`` around the mean camera position; spacing and chunks scaled to that distance."""
+    device = depth.device
+    rays = _pixel_rays(K, *depth.shape[1:])
+    dirs = torch.einsum("nij,hwj->nhwi", poses[:, :3, :3], rays / rays.norm(dim=-1, keepdim=True))
+    mask = (depth == 0) & ~dyn & (dirs[..., 2] > 0)
+    if not mask.any():
+        return SplatCloud.empty(device, cfg.block_size)
+    centre = poses[:, :3, 3].mean(0)
+    xyz = centre + dirs[mask] * cfg.sky_distance
+    rgb = torch.as_tensor(scene.frames, device=device)[mask].float()
+    voxel = cfg.voxel_footprint_ratio * cfg.sky_distance / float(K[0, 0])
+    return build_lod_cloud(xyz, rgb, torch.ones(xyz.shape[0], device=device), voxel0=voxel,
+                           num_levels=cfg.lod_levels, chunk_size=cfg.chunk_size * voxel / voxel0,
+                           block_size=cfg.block_size)
 
 
 def _depth_edges(depth: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -223,9 +260,7 @@ def _backproject(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """World points ``(M, 3)``, colours ``(M, 3)``, weights ``(M,)`` and frame ids ``(M,)`` of all valid pixels."""
     n, h, w = depth.shape
-    v, u = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
-                          torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
-    rays = torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1)  # (H, W, 3)
+    rays = _pixel_rays(K, h, w)
     frame_ids = torch.arange(n, device=device)[:, None, None].expand(n, h, w)
     pc = rays[None] * depth[..., None]  # (N, H, W, 3) camera frame
     pw = torch.einsum("nij,nhwj->nhwi", poses[:, :3, :3], pc) + poses[:, None, None, :3, 3]

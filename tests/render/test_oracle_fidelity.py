@@ -10,12 +10,13 @@ costs far more, as the negative controls below show.
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from inspatio_sim.bench.render_bench import offset_poses
 from inspatio_sim.metrics import psnr
 from inspatio_sim.oracle import Oracle
 from inspatio_sim.render import render_world
-from inspatio_sim.world import build_world
+from inspatio_sim.world import WorldConfig, build_world
 
 W, H, N = 128, 96, 20
 
@@ -83,3 +84,19 @@ def test_moving_object_follows_video_time(oracle_world):
     assert revealed.sum() > 20
     rel = np.abs(later.depth[0].numpy()[revealed] - gt_j.depth[0][revealed]) / gt_j.depth[0][revealed]
     assert np.median(rel) < 0.02  # the background behind the old crate position, not the crate
+
+
+def test_sky_layer_fills_depthless_pixels_above_the_horizon():
+    with Oracle("courtyard", seed=0) as oracle:
+        scene = oracle.make_scene(num_frames=12, width=96, height=72, progress=False)
+    sky = scene.depth == 0
+    assert sky.any(), "the courtyard path should see the sky"
+    i = int(np.argmax(sky.sum((1, 2))))
+    t = scene.timestamps[i] - scene.timestamps[0]
+    with_sky = render_world(build_world(scene), scene.poses[i:i + 1], t, scene.K, 72, 96)
+    assert with_sky.valid[0].numpy()[sky[i]].mean() > 0.99
+    assert (with_sky.depth[0].numpy()[sky[i]] == 0).mean() > 0.9  # sky: colour, no geometric depth (edges aside)
+    inner = ndimage.binary_erosion(sky[i], iterations=2)  # skyline pixels mix building and sky colours
+    assert psnr(with_sky.rgb[0].numpy(), scene.frames[i], inner) > 35.0
+    no_sky = render_world(build_world(scene, WorldConfig(sky=False)), scene.poses[i:i + 1], t, scene.K, 72, 96)
+    assert no_sky.valid[0].numpy()[sky[i]].mean() < 0.2
