@@ -140,8 +140,8 @@ def render(
     if cfg.depth_tolerance > 0:
         # soft depth test: average the colour of every point within the tolerance of the nearest one (area filter)
         pix_f = torch.where(zf <= zmin.index_select(0, pix) * (1.0 + cfg.depth_tolerance), pix, n_pix)
-        point = block.index_select(0, item // p) * p + item % p
-        values = torch.cat([cloud.rgb.reshape(3, -1).index_select(1, point), torch.ones_like(zf)[None]])
+        colours = cloud.rgb.index_select(1, block).reshape(3, -1).index_select(1, item)
+        values = torch.cat([colours, torch.ones_like(zf)[None]])
         acc = torch.zeros(4, n_pix + 1, device=device).scatter_add_(1, pix_f[None].expand(4, -1), values)
         colour = acc[:3, :n_pix] / acc[3:, :n_pix].clamp(min=1.0)
     else:
