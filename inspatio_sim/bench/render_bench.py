@@ -12,6 +12,7 @@ depth AbsRel on pixels valid in both, hole fraction = pixels our render has no g
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -53,52 +54,50 @@ def offset_poses(
     return np.stack(poses), np.asarray(times)
 
 
-def _timed_fps(fn: Any, batch: int, seconds: float, device: str, windows: int = 5) -> float:
-    """frames/s of ``fn`` (rendering ``batch`` frames): the median over ``windows`` timing windows that together
-    last at least ``seconds`` (the median resists other tenants of a shared machine)."""
-    fn()  # warm-up
+ROUNDS = 5
+"""Timing rounds: every case is timed once per round, cases interleaved, and its median over rounds reported, so
+a slow spell of a shared machine hits all cases alike instead of one."""
+
+
+def _window_fps(fn: Callable[[], object], batch: int, seconds: float, sync: Callable[[], object]) -> float:
+    n, start = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        sync()
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds and n >= 2:
+            return batch * n / elapsed
+
+
+def speed(world: World, scene: Scene, oracle: Oracle, rcfg: RenderConfig, bcfg: dict[str, Any], device: str,
+          rng: np.random.Generator) -> tuple[dict[tuple[int, int], float], dict[int, float]]:
+    """frames/s of our renderer per (resolution, batch size), and of TinyRenderer (one pose at a time) per
+    resolution, measured in interleaved rounds (see :data:`ROUNDS`)."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    sync()
-    rates = []
-    for _ in range(windows):
-        n, start = 0, time.perf_counter()
-        while True:
-            fn()
-            n += 1
-            sync()
-            elapsed = time.perf_counter() - start
-            if elapsed >= seconds / windows and n >= 2:
-                rates.append(batch * n / elapsed)
-                break
-    return float(np.median(rates))
-
-
-def speed(world: World, scene: Scene, rcfg: RenderConfig, bcfg: dict[str, Any], device: str,
-          rng: np.random.Generator) -> dict[tuple[int, int], float]:
-    """frames/s per (resolution, batch size)."""
-    result = {}
-    cases = [(r, b) for r in bcfg["resolutions"] for b in bcfg["batch_sizes"]]
-    for res, b in tqdm(cases, desc="render speed", unit="case"):
-        idx = rng.integers(scene.num_frames, size=b)
-        poses = torch.as_tensor(scene.poses[idx], dtype=torch.float32, device=device)
-        times = torch.as_tensor(scene.timestamps[idx] - scene.timestamps[0], device=device)
+    cases: dict[object, tuple[Callable[[], object], int]] = {}
+    for res in bcfg["resolutions"]:
         K = intrinsics_from_fov(res, res, 90.0)
-        result[(res, b)] = _timed_fps(lambda p=poses, t=times, K=K, r=res: render_world(world, p, t, K, r, r, rcfg),
-                                      b, bcfg["seconds_per_case"], device)
-    return result
-
-
-def tiny_renderer_fps(oracle: Oracle, scene: Scene, res: int, seconds: float, rng: np.random.Generator) -> float:
-    """frames/s of pybullet's TinyRenderer rendering one pose at a time (supersample 1)."""
-    K = intrinsics_from_fov(res, res, 90.0)
-    idx = rng.integers(scene.num_frames, size=8)
-
-    def one_batch() -> None:
-        for i in idx:
-            oracle.render(scene.poses[i:i + 1], scene.timestamps[i:i + 1] - scene.timestamps[0], K, res, res,
-                          supersample=1)
-
-    return _timed_fps(one_batch, len(idx), seconds, "cpu")
+        for b in bcfg["batch_sizes"]:
+            idx = rng.integers(scene.num_frames, size=b)
+            poses = torch.as_tensor(scene.poses[idx], dtype=torch.float32, device=device)
+            times = torch.as_tensor(scene.timestamps[idx] - scene.timestamps[0], device=device)
+            cases[(res, b)] = (lambda p=poses, t=times, K=K, r=res: render_world(world, p, t, K, r, r, rcfg), b)
+        idx = rng.integers(scene.num_frames, size=8)
+        cases[res] = (lambda K=K, r=res, idx=idx: [
+            oracle.render(scene.poses[i:i + 1], scene.timestamps[i:i + 1] - scene.timestamps[0], K, r, r,
+                          supersample=1) for i in idx], len(idx))
+    for fn, _ in cases.values():  # warm-up
+        fn()
+    sync()
+    rates: dict[object, list[float]] = {key: [] for key in cases}
+    window = bcfg["seconds_per_case"] / ROUNDS
+    for _ in tqdm(range(ROUNDS), desc="render speed", unit="round"):
+        for key, (fn, batch) in cases.items():
+            rates[key].append(_window_fps(fn, batch, window, sync))
+    ours = {k: float(np.median(v)) for k, v in rates.items() if isinstance(k, tuple)}
+    tiny = {k: float(np.median(v)) for k, v in rates.items() if isinstance(k, int)}
+    return ours, tiny
 
 
 def fidelity(world: World, scene: Scene, oracle: Oracle, rcfg: RenderConfig, bcfg: dict[str, Any], device: str,
@@ -148,8 +147,7 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
     build_s = time.perf_counter() - t0
     oracle_cfg = scene_cfg["oracle"]
     with Oracle(preset=oracle_cfg["preset"], seed=int(oracle_cfg["seed"])) as oracle:
-        fps = speed(world, scene, rcfg, bcfg, device, rng)
-        tiny = {r: tiny_renderer_fps(oracle, scene, r, bcfg["seconds_per_case"], rng) for r in bcfg["resolutions"]}
+        fps, tiny = speed(world, scene, oracle, rcfg, bcfg, device, rng)
         fid = fidelity(world, scene, oracle, rcfg, bcfg, device, rng, int(oracle_cfg["supersample"]))
 
     metrics: dict[str, float] = {f"fps_{r}_b{b}": v for (r, b), v in fps.items()}
