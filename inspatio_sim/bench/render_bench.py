@@ -1,8 +1,8 @@
 """``inspatio-sim bench render``: renderer speed (vs. pybullet TinyRenderer) and novel-view fidelity vs. the oracle.
 
 Speed: frames/s of :func:`inspatio_sim.render.render_world` for square resolutions x batch sizes on the benchmark
-scene, poses jittered around the recorded path; TinyRenderer renders the same poses one by one (no supersampling,
-no shadows) for the speed ratio.
+scene, cameras at recorded path poses; TinyRenderer renders path poses one by one (no supersampling,
+no shadows) for the speed ratio. All cases are timed in interleaved rounds; medians are reported.
 Fidelity: the World is built from the oracle's exact depth and poses; it is rendered at the Scene resolution at
 training poses and at held-out poses offset 0.1-0.5 m (random direction) from the path with up to 10 degrees of
 extra rotation, then compared with the oracle's render of the same pose and time (PSNR over all pixels, SSIM,
