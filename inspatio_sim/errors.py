@@ -25,3 +25,7 @@ class RenderError(InSpatioError):
 
 class ConfigError(InSpatioError):
     """A configuration key or value is unknown or invalid."""
+
+
+class ActionError(InSpatioError):
+    """An action batch has the wrong shape, dtype or non-finite values."""

@@ -70,3 +70,30 @@ def from_rotation_translation(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     T[..., :3, 3] = t
     T[..., 3, 3] = 1.0
     return T
+
+
+def euler_zyx_to_matrix(euler: torch.Tensor) -> torch.Tensor:
+    """``(..., 3)`` (roll, pitch, yaw) radians → ``R = Rz(yaw) Ry(pitch) Rx(roll)`` ``(..., 3, 3)``.
+
+    Same as scipy ``Rotation.from_euler("ZYX", [yaw, pitch, roll])``; in REP-103 body axes a positive pitch
+    tips the nose (x) down.
+    """
+    roll, pitch, yaw = euler.unbind(-1)
+    cr, sr, cp, sp, cy, sy = roll.cos(), roll.sin(), pitch.cos(), pitch.sin(), yaw.cos(), yaw.sin()
+    return torch.stack(
+        [
+            cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr,
+            sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr,
+            -sp, cp * sr, cp * cr,
+        ],
+        dim=-1,
+    ).reshape(*euler.shape[:-1], 3, 3)
+
+
+def matrix_to_euler_zyx(R: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`euler_zyx_to_matrix`: ``(..., 3, 3)`` → (roll, pitch, yaw) ``(..., 3)``, pitch in
+    ``[-pi/2, pi/2]``."""
+    pitch = torch.asin((-R[..., 2, 0]).clamp(-1.0, 1.0))
+    roll = torch.atan2(R[..., 2, 1], R[..., 2, 2])
+    yaw = torch.atan2(R[..., 1, 0], R[..., 0, 0])
+    return torch.stack([roll, pitch, yaw], dim=-1)

@@ -23,3 +23,15 @@ def test_matches_scipy_and_inverts():
     np.testing.assert_allclose(back.numpy(), p.numpy(), atol=1e-12)
     expected = np.einsum("bij,bnj->bni", rot.as_matrix(), p.numpy()) + t.numpy()[:, None]
     np.testing.assert_allclose(se3.transform_points(T, p).numpy(), expected, atol=1e-12)
+
+
+def test_euler_zyx_matches_scipy_and_round_trips():
+    rng = np.random.default_rng(0)
+    euler = np.c_[rng.uniform(-np.pi, np.pi, 32), rng.uniform(-1.5, 1.5, 32), rng.uniform(-np.pi, np.pi, 32)]
+    expected = Rotation.from_euler("ZYX", euler[:, ::-1]).as_matrix()  # scipy takes (yaw, pitch, roll)
+    R = se3.euler_zyx_to_matrix(torch.tensor(euler))
+    np.testing.assert_allclose(R.numpy(), expected, atol=1e-12)
+    np.testing.assert_allclose(se3.matrix_to_euler_zyx(R).numpy(), euler, atol=1e-9)
+    nose = se3.euler_zyx_to_matrix(torch.tensor([0.0, 0.3, 0.0], dtype=torch.float64)) @ torch.tensor(
+        [1.0, 0.0, 0.0], dtype=torch.float64)
+    assert nose[2] < 0  # positive pitch looks down (REP-103)
