@@ -9,7 +9,8 @@ outside every view).
 The signed distance ``sdf`` (metres, per voxel centre) is ``+distance to the nearest occupied voxel`` in free space
 and ``-distance to the nearest free voxel`` elsewhere, so a sphere of radius ``r`` centred at ``p`` is clear of the
 reconstructed geometry when ``sdf(p) > r``. Distances are between voxel centres (error up to half a voxel).
-The *trusted region* is the free space seen by at least ``trusted_min_views`` frames.
+The *trusted region* is the free space seen by at least ``trusted_min_views`` frames (one-voxel gaps closed); the
+space around each recorded camera centre counts as seen by that frame (the camera stood there).
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ def build_occupancy(
     trusted_min_views: int,
     margin_voxels: int = 2,
     carve_margin: float | None = None,
+    camera_free_radius: float = 0.3,
 ) -> OccupancyGrid:
     """Build the grid from static surface points and the Scene's depth maps.
 
@@ -112,6 +114,8 @@ def build_occupancy(
         margin_voxels: Padding around the bounds of points and cameras.
         carve_margin: A voxel centre counts as free when it is at least this far (metres) in front of the observed
             depth; default ``voxel``.
+        camera_free_radius: The recorded camera stood in empty space: voxels within this radius (metres) of each
+            camera centre count as seen free by that frame (cameras often never see their own path).
     """
     device = surface_points.device
     if surface_points.shape[0] == 0:
@@ -130,16 +134,42 @@ def build_occupancy(
     counts = torch.bincount(flat, minlength=int(np.prod(dims)))
     free_views, surface_views = _carve(depth, static, poses, K, lo, voxel, dims,
                                        carve_margin if carve_margin is not None else voxel)
+    free_views += _camera_spheres(cams, lo, voxel, dims, camera_free_radius)
     occupied = (counts.reshape(*dims.tolist()) >= min_points) | (surface_views > 0)
     free = (free_views > 0) & ~occupied
     occ_np, free_np = occupied.cpu().numpy(), free.cpu().numpy()
     dist_to_occ = ndimage.distance_transform_edt(~occ_np) * voxel if occ_np.any() else np.full(dims, 1e3)
     dist_to_free = ndimage.distance_transform_edt(~free_np) * voxel if free_np.any() else np.full(dims, 1e3)
     sdf = np.where(free_np, dist_to_occ, -dist_to_free).astype(np.float32)
+    # views per voxel vary with where its centre happens to project: close one-voxel gaps in the trusted region
+    seen = (free_views >= trusted_min_views).cpu().numpy()
+    trusted = ndimage.binary_closing(seen, structure=np.ones((3, 3, 3), bool)) & free_np
     return OccupancyGrid(
         origin=lo, voxel=voxel, occupied=occupied, free_views=free_views,
-        sdf=torch.from_numpy(sdf).to(device), trusted=free & (free_views >= trusted_min_views),
+        sdf=torch.from_numpy(sdf).to(device), trusted=torch.from_numpy(trusted).to(device),
     )
+
+
+def _camera_spheres(cams: torch.Tensor, origin: np.ndarray, voxel: float, dims: np.ndarray,
+                    radius: float) -> torch.Tensor:
+    """``(X, Y, Z)`` int32: for each voxel, how many camera centres ``cams (F, 3)`` lie within ``radius``."""
+    device = cams.device
+    count = torch.zeros(*dims.tolist(), dtype=torch.int32, device=device)
+    if radius <= 0:
+        return count
+    n = int(np.ceil(radius / voxel))
+    offs = torch.arange(-n, n + 1, device=device)
+    grid = torch.stack(torch.meshgrid(offs, offs, offs, indexing="ij"), -1).reshape(-1, 3)
+    org = torch.as_tensor(origin, dtype=torch.float32, device=device)
+    base = torch.floor((cams - org) / voxel).long()  # (F, 3)
+    ijk = (base[:, None] + grid[None]).reshape(-1, 3)
+    centres = (ijk.float() + 0.5) * voxel + org
+    near = (centres - cams.repeat_interleave(grid.shape[0], 0)).norm(dim=1) <= radius
+    inside = near & ((ijk >= 0) & (ijk < torch.as_tensor(dims, device=device))).all(1)
+    ijk = ijk[inside]
+    flat = (ijk[:, 0] * int(dims[1]) + ijk[:, 1]) * int(dims[2]) + ijk[:, 2]
+    count.view(-1).index_add_(0, flat, torch.ones_like(flat, dtype=torch.int32))
+    return count
 
 
 def _carve(

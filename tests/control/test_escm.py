@@ -112,10 +112,11 @@ def test_trusted_region_policies():
     poses = torch.as_tensor(scene.poses[:1], dtype=torch.float32)
     for policy, expect_moved, expect_term in (("clamp", False, False), ("allow", True, False),
                                               ("terminate", True, True)):
-        escm = ESCM(world, 1, ESCMConfig(action_model="fly", region_policy=policy, max_accel=100.0))
+        escm = ESCM(world, 1, ESCMConfig(action_model="fly", region_policy=policy, max_accel=100.0, max_speed=6.0))
         escm.reset(poses)
         p0 = escm.position.clone()
-        out = escm.step(torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0, 0.0]]))  # sideways, out of the seen frusta
+        # 0.6 m sideways: out of the seen frusta and of the free sphere around the recorded camera
+        out = escm.step(torch.tensor([[0.0, 6.0, 0.0, 0.0, 0.0, 0.0]]))
         assert out.left_region.item()
         assert (not torch.equal(escm.position, p0)) == expect_moved
         assert out.terminated.item() == expect_term

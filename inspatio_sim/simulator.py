@@ -1,0 +1,139 @@
+"""Simulator: batched stepping of B agents in one World (actions -> ESCM -> poses -> render -> observations).
+
+Everything the Gymnasium environments and the ROS node need, nothing Gymnasium- or ROS-specific. Start poses are
+drawn from the recorded camera path (random frame, random heading, small offset), kept only where the camera
+sphere is clear of geometry and inside the trusted region; every random choice comes from the caller's seeded
+``numpy.random.Generator``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from inspatio_sim import se3
+from inspatio_sim.control import ESCM, ESCMConfig, StepOutcome
+from inspatio_sim.conventions import intrinsics_from_fov
+from inspatio_sim.errors import ConfigError
+from inspatio_sim.render import RenderConfig, RenderOutput, render_world
+from inspatio_sim.world import World
+
+START_TRIES = 64
+
+
+@dataclass
+class CameraConfig:
+    """Output camera (hydra node ``render.camera``): ``width`` x ``height`` pixels, horizontal fov in degrees."""
+
+    width: int = 128
+    height: int = 128
+    hfov_deg: float = 90.0
+
+    def validate(self) -> None:
+        if int(self.width) < 1 or int(self.height) < 1:
+            raise ConfigError(f"render.camera width/height must be positive, got {self.width}x{self.height}")
+        if not 0 < self.hfov_deg < 180:
+            raise ConfigError(f"render.camera.hfov_deg must be within (0, 180), got {self.hfov_deg}")
+
+
+class Simulator:
+    """``B`` agents in one World on the World's device.
+
+    Args:
+        world: The World.
+        num_agents: Batch size ``B``.
+        control: Constraint-module settings (action model, limits, radius, ...).
+        render: Renderer settings.
+        camera: Output camera.
+    """
+
+    def __init__(self, world: World, num_agents: int, control: ESCMConfig | None = None,
+                 render: RenderConfig | None = None, camera: CameraConfig | None = None) -> None:
+        self.world = world
+        self.camera = camera or CameraConfig()
+        self.camera.validate()
+        self.render_config = render or RenderConfig()
+        self.render_config.validate()
+        self.escm = ESCM(world, num_agents, control)
+        self.num_agents = num_agents
+        self.device = world.device
+        self.K = intrinsics_from_fov(self.camera.width, self.camera.height, self.camera.hfov_deg)
+        self.time = torch.zeros(num_agents, dtype=torch.float64, device=self.device)
+
+    @property
+    def dt(self) -> float:
+        return self.escm.config.dt
+
+    def poses(self) -> torch.Tensor:
+        """``(B, 4, 4)`` current ``T_world_camera``."""
+        return self.escm.camera_poses()
+
+    def sample_start_poses(self, count: int, rng: np.random.Generator) -> torch.Tensor:
+        """``(count, 4, 4)`` start poses near the recorded path, clear of geometry and in the trusted region."""
+        occ = self.world.occupancy
+        cfg = self.escm.config
+        path = self.world.poses.cpu().numpy().astype(np.float64)
+        out = np.zeros((count, 4, 4))
+        for k in range(count):
+            for attempt in range(START_TRIES):
+                T = path[rng.integers(path.shape[0])].copy()
+                yaw = rng.uniform(-math.pi, math.pi)
+                rot = np.array([[math.cos(yaw), -math.sin(yaw), 0], [math.sin(yaw), math.cos(yaw), 0], [0, 0, 1]])
+                T[:3, :3] = rot @ T[:3, :3]
+                if attempt < START_TRIES - 1:
+                    T[:3, 3] += np.r_[rng.uniform(-0.3, 0.3, 2), 0.0]
+                p = torch.as_tensor(T[None, :3, 3], dtype=torch.float32, device=self.device)
+                clear = occ.sdf_at(p) > cfg.radius + occ.voxel
+                if bool(clear[0] & occ.is_trusted(p)[0]):
+                    break
+            out[k] = T
+        return torch.as_tensor(out, dtype=torch.float32, device=self.device)
+
+    def reset(self, mask: torch.Tensor | None, rngs: list[np.random.Generator]) -> None:
+        """Re-draw start poses (agent ``i`` from ``rngs[i]``) and zero the time of the agents in ``mask (B,)``
+        (all when ``None``)."""
+        m = torch.ones(self.num_agents, dtype=torch.bool, device=self.device) if mask is None else mask
+        idx = m.nonzero().squeeze(1).tolist()
+        if not idx:
+            return
+        poses = self.poses().clone()
+        for i in idx:
+            poses[i] = self.sample_start_poses(1, rngs[i])[0]
+        self.escm.reset(poses, m)
+        self.time = torch.where(m, torch.zeros_like(self.time), self.time)
+
+    def step(self, actions: torch.Tensor) -> StepOutcome:
+        """Apply actions (see :class:`~inspatio_sim.control.ESCM`) and advance every agent's clock by ``dt``."""
+        outcome = self.escm.step(actions)
+        self.time = self.time + self.dt
+        return outcome
+
+    def snapshot(self) -> tuple[torch.Tensor, ...]:
+        """The agents' state (position, orientation, velocity, time), for :meth:`restore`."""
+        e = self.escm
+        return e.position.clone(), e.euler.clone(), e.velocity.clone(), self.time.clone()
+
+    def restore(self, state: tuple[torch.Tensor, ...], mask: torch.Tensor) -> None:
+        """Put the agents in ``mask (B,)`` back into a :meth:`snapshot` state."""
+        e = self.escm
+        m = mask[:, None]
+        e.position = torch.where(m, state[0], e.position)
+        e.euler = torch.where(m, state[1], e.euler)
+        e.velocity = torch.where(m, state[2], e.velocity)
+        self.time = torch.where(mask, state[3], self.time)
+
+    def observe(self) -> RenderOutput:
+        """Render every agent's camera at its current pose and time."""
+        return render_world(self.world, self.poses(), self.time, self.K, self.camera.height, self.camera.width,
+                            self.render_config)
+
+    def heading(self) -> torch.Tensor:
+        """``(B,)`` yaw of the agents' bodies (radians, world frame, 0 = +x, counter-clockwise)."""
+        return self.escm.euler[:, 2]
+
+    def body_rotation(self) -> torch.Tensor:
+        """``(B, 3, 3)`` ``R_world_body`` (REP-103 body axes)."""
+        return se3.euler_zyx_to_matrix(self.escm.euler)
