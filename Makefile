@@ -31,9 +31,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/inspatio-sim bench render
+	$(BIN)/inspatio-sim bench env
 
 bench-quick: $(STAMP)
 	$(BIN)/inspatio-sim bench render --quick
+	$(BIN)/inspatio-sim bench env --quick
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

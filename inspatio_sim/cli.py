@@ -21,7 +21,7 @@ from inspatio_sim.config import compose, describe_keys, to_dataclass
 from inspatio_sim.errors import InSpatioError
 
 log = logging.getLogger("inspatio_sim")
-BENCHES = ("render",)
+BENCHES = ("render", "env")
 
 
 def _keys_epilog() -> str:
@@ -85,9 +85,9 @@ def _cmd_demo(args: argparse.Namespace, cfg: DictConfig) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace, cfg: DictConfig) -> int:
-    from inspatio_sim.bench import render_bench
+    from inspatio_sim.bench import env_bench, render_bench
 
-    runners: dict[str, Callable[..., dict[str, float]]] = {"render": render_bench.run}
+    runners: dict[str, Callable[..., dict[str, float]]] = {"render": render_bench.run, "env": env_bench.run}
     device = args.device or cfg.device
     metrics = runners[args.name](cfg, args.quick, device, args.out)
     width = max(len(k) for k in metrics)

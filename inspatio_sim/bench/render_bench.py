@@ -22,6 +22,7 @@ from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
 from inspatio_sim.bench.report import write_report
+from inspatio_sim.bench.timing import interleaved_rates
 from inspatio_sim.config import to_dataclass
 from inspatio_sim.conventions import intrinsics_from_fov
 from inspatio_sim.metrics import depth_absrel, psnr, ssim
@@ -54,26 +55,10 @@ def offset_poses(
     return np.stack(poses), np.asarray(times)
 
 
-ROUNDS = 5
-"""Timing rounds: every case is timed once per round, cases interleaved, and its median over rounds reported, so
-a slow spell of a shared machine hits all cases alike instead of one."""
-
-
-def _window_fps(fn: Callable[[], object], batch: int, seconds: float, sync: Callable[[], object]) -> float:
-    n, start = 0, time.perf_counter()
-    while True:
-        fn()
-        n += 1
-        sync()
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds and n >= 2:
-            return batch * n / elapsed
-
-
 def speed(world: World, scene: Scene, oracle: Oracle, rcfg: RenderConfig, bcfg: dict[str, Any], device: str,
           rng: np.random.Generator) -> tuple[dict[tuple[int, int], float], dict[int, float]]:
     """frames/s of our renderer per (resolution, batch size), and of TinyRenderer (one pose at a time) per
-    resolution, measured in interleaved rounds (see :data:`ROUNDS`)."""
+    resolution, measured in interleaved rounds (:func:`~inspatio_sim.bench.timing.interleaved_rates`)."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     cases: dict[object, tuple[Callable[[], object], int]] = {}
     for res in bcfg["resolutions"]:
@@ -87,16 +72,10 @@ def speed(world: World, scene: Scene, oracle: Oracle, rcfg: RenderConfig, bcfg: 
         cases[res] = (lambda K=K, r=res, idx=idx: [
             oracle.render(scene.poses[i:i + 1], scene.timestamps[i:i + 1] - scene.timestamps[0], K, r, r,
                           supersample=1) for i in idx], len(idx))
-    for fn, _ in cases.values():  # warm-up
-        fn()
-    sync()
-    rates: dict[object, list[float]] = {key: [] for key in cases}
-    window = bcfg["seconds_per_case"] / ROUNDS
-    for _ in tqdm(range(ROUNDS), desc="render speed", unit="round"):
-        for key, (fn, batch) in cases.items():
-            rates[key].append(_window_fps(fn, batch, window, sync))
-    ours = {k: float(np.median(v)) for k, v in rates.items() if isinstance(k, tuple)}
-    tiny = {k: float(np.median(v)) for k, v in rates.items() if isinstance(k, int)}
+    rates = interleaved_rates(cases, bcfg["seconds_per_case"], sync,
+                              progress=lambda r: tqdm(r, desc="render speed", unit="round"))
+    ours = {k: v for k, v in rates.items() if isinstance(k, tuple)}
+    tiny = {k: v for k, v in rates.items() if isinstance(k, int)}
     return ours, tiny
 
 
