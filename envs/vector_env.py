@@ -109,7 +109,7 @@ class InSpatioVectorEnv(VectorEnv):
             outcome.poses = self.sim.poses()
         frame = self.sim.observe()
         reward, terminated, metrics = self.task.step(outcome, frame, acts)
-        self._steps += 1
+        self._steps += ~pending  # the reset step of a NEXT_STEP autoreset is not an episode step
         truncated = (self._steps >= self.max_episode_steps) if self.max_episode_steps else np.zeros_like(terminated)
         if self.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP:
             reward = np.where(pending, 0.0, reward).astype(np.float32)

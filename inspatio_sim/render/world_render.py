@@ -33,5 +33,5 @@ def render_world(
         raise RenderError("render times must be finite seconds")
     out = render(world.cloud(), poses, K, height, width, frames=world.frame_at(t), config=config)
     if world.sky.num_blocks > 1:
-        out.depth[out.depth > 0.5 * world.config.sky_distance] = DEPTH_INVALID
+        out.depth[out.depth > world.sky_distance - world.scene_radius] = DEPTH_INVALID
     return out

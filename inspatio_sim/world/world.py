@@ -49,8 +49,9 @@ class WorldConfig:
         occupancy_min_points: Static points needed to call a voxel occupied.
         trusted_min_views: Frames that must see a free voxel for it to be trusted.
         sky: Build the sky layer from depth-less pixels above the horizon.
-        sky_distance: Radius (metres) of the sky sphere; keep it below ``render.far``. Renders report depth 0
-            (no geometry) where they show sky.
+        sky_distance: Radius (metres) of the sky sphere around the mean camera position; ``None`` = four times the
+            scene radius (distance of the farthest static point), at least 20 m. Keep it below ``render.far``.
+            Renders report depth 0 (no geometry) beyond ``sky_distance - scene radius``, i.e. on the sky.
         time_mode: Scene time mode, one of ``loop``, ``pingpong``, ``clamp``, ``frozen``.
         frozen_time: Video time (seconds) shown in ``frozen`` mode.
         seed: Seed of the random choices (ground-plane RANSAC).
@@ -68,7 +69,7 @@ class WorldConfig:
     occupancy_min_points: int = 1
     trusted_min_views: int = 3
     sky: bool = True
-    sky_distance: float = 50.0
+    sky_distance: float | None = None
     time_mode: str = "loop"
     frozen_time: float = 0.0
     seed: int = 0
@@ -78,9 +79,11 @@ class WorldConfig:
 
         if self.time_mode not in TIME_MODES:
             raise ConfigError(f"world.time_mode must be one of {', '.join(TIME_MODES)}, got '{self.time_mode}'")
-        for key in ("chunk_size", "occupancy_voxel", "voxel_footprint_ratio", "sky_distance"):
+        for key in ("chunk_size", "occupancy_voxel", "voxel_footprint_ratio"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"world.{key} must be > 0, got {getattr(self, key)}")
+        if self.sky_distance is not None and not self.sky_distance > 0:
+            raise ConfigError(f"world.sky_distance must be > 0 or null (auto), got {self.sky_distance}")
         if self.voxel_size is not None and not self.voxel_size > 0:
             raise ConfigError(f"world.voxel_size must be > 0 or null (auto), got {self.voxel_size}")
         if self.block_size < 1:
@@ -100,6 +103,8 @@ class World:
         timestamps: ``(N,)`` float64 frame times (seconds).
         poses: ``(N, 4, 4)`` float32 Scene camera poses ``T_world_camera``.
         static, sky, dynamic, generated: the point layers.
+        scene_radius: Distance (metres) of the farthest static point from the mean camera position.
+        sky_distance: Radius (metres) of the sky sphere (see :class:`WorldConfig`).
         occupancy: :class:`OccupancyGrid` with SDF and trusted region.
         ground: :class:`GroundPlane`, or ``None`` when the Scene shows no near-horizontal ground.
         config: The :class:`WorldConfig` used.
@@ -117,6 +122,8 @@ class World:
     occupancy: OccupancyGrid
     ground: GroundPlane | None
     config: WorldConfig
+    scene_radius: float = 0.0
+    sky_distance: float = 0.0
     _cloud: SplatCloud | None = field(default=None, repr=False)
 
     @property
@@ -182,8 +189,12 @@ def build_world(
     static = build_lod_cloud(xyz[~is_dyn], rgb[~is_dyn], w[~is_dyn], voxel0=voxel0, num_levels=cfg.lod_levels,
                              chunk_size=cfg.chunk_size, block_size=cfg.block_size)
     dynamic = build_frame_cloud(xyz[is_dyn], rgb[is_dyn], frame[is_dyn], voxel0=voxel0, block_size=cfg.block_size)
-    sky = _sky_layer(scene, poses, K, depth, dyn, voxel0, cfg) if cfg.sky else SplatCloud.empty(dev, cfg.block_size)
     finest, _ = static.points(level=0)
+    centre = poses[:, :3, 3].mean(0)
+    scene_radius = float((finest - centre).norm(dim=1).max())
+    sky_distance = cfg.sky_distance or max(4.0 * scene_radius, 20.0)
+    sky = (_sky_layer(scene, poses, K, depth, dyn, voxel0, sky_distance, cfg) if cfg.sky
+           else SplatCloud.empty(dev, cfg.block_size))
     bar.update()
     occupancy = build_occupancy(
         finest, torch.where(valid, depth, 0.0), valid & ~dyn, poses, K, voxel=cfg.occupancy_voxel,
@@ -201,7 +212,7 @@ def build_world(
         meta=scene.meta, K=scene.K.copy(), image_size=(scene.height, scene.width),
         timestamps=torch.as_tensor(scene.timestamps, dtype=torch.float64, device=dev), poses=poses,
         static=static, sky=sky, dynamic=dynamic, generated=SplatCloud.empty(dev, cfg.block_size), occupancy=occupancy,
-        ground=ground, config=cfg,
+        ground=ground, config=cfg, scene_radius=scene_radius, sky_distance=sky_distance,
     )
 
 
@@ -214,10 +225,10 @@ def _pixel_rays(K: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 def _sky_layer(
     scene: Scene, poses: torch.Tensor, K: torch.Tensor, depth: torch.Tensor, dyn: torch.Tensor, voxel0: float,
-    cfg: WorldConfig,
+    distance: float, cfg: WorldConfig,
 ) -> SplatCloud:
-    """Depth-less static pixels whose viewing ray points above the horizon, on a sphere of radius
-    ``cfg.sky_distance`` around the mean camera position; spacing and chunks scaled to that distance."""
+    """Depth-less static pixels whose viewing ray points above the horizon, on a sphere of radius ``distance``
+    around the mean camera position; spacing and chunks scaled to that distance."""
     device = depth.device
     rays = _pixel_rays(K, *depth.shape[1:])
     dirs = torch.einsum("nij,hwj->nhwi", poses[:, :3, :3], rays / rays.norm(dim=-1, keepdim=True))
@@ -225,9 +236,9 @@ def _sky_layer(
     if not mask.any():
         return SplatCloud.empty(device, cfg.block_size)
     centre = poses[:, :3, 3].mean(0)
-    xyz = centre + dirs[mask] * cfg.sky_distance
+    xyz = centre + dirs[mask] * distance
     rgb = torch.as_tensor(scene.frames, device=device)[mask].float()
-    voxel = cfg.voxel_footprint_ratio * cfg.sky_distance / float(K[0, 0])
+    voxel = cfg.voxel_footprint_ratio * distance / float(K[0, 0])
     return build_lod_cloud(xyz, rgb, torch.ones(xyz.shape[0], device=device), voxel0=voxel,
                            num_levels=cfg.lod_levels, chunk_size=cfg.chunk_size * voxel / voxel0,
                            block_size=cfg.block_size)

@@ -68,6 +68,12 @@ def test_next_step_autoreset_and_partial_reset():
     _obs, reward, term, trunc, info = vec.step(act)  # the reset step: action ignored, reward 0
     assert (reward == 0).all() and not (term | trunc).any()
     assert (info["time"] == 0).all()
+    for _ in range(2):  # the new episode has its full 3 steps
+        _, _, term, trunc, _ = vec.step(act)
+        assert not (term | trunc).any()
+    _, _, term, trunc, _ = vec.step(act)
+    assert trunc.all()
+    vec.step(act)
     # partial reset: only env 1 goes back to a (new) start pose
     vec.step(act)
     pose_before = vec.unwrapped.sim.poses().clone()
