@@ -101,6 +101,7 @@ def render(
         config: :class:`RenderConfig`; defaults if ``None``.
     """
     cfg = config or RenderConfig()
+    cfg.validate()
     device = cloud.device
     poses_t, K_t, frames_t = _check_inputs(poses, K, height, width, frames, device)
     b = poses_t.shape[0]
