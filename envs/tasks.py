@@ -18,6 +18,7 @@ import torch
 from gymnasium import spaces
 from scipy import ndimage
 
+from inspatio_sim.camera import pixel_rays
 from inspatio_sim.control import StepOutcome
 from inspatio_sim.navigation import NavGrid, build_nav_grid
 from inspatio_sim.render import RenderOutput
@@ -64,7 +65,7 @@ class PointNavTask(Task):
         self.success_reward, self.step_penalty, self.collision_penalty = success_reward, step_penalty, collision_penalty
         b = sim.num_agents
         self.goal = np.zeros((b, 3))
-        self.maps: list[np.ndarray] = [np.zeros_like(self.nav.traversable, dtype=np.float64)] * b
+        self.maps = np.zeros((b, *self.nav.traversable.shape))  # geodesic distance to each agent's goal (m)
         self.start_geodesic = np.ones(b)
         self.previous = np.ones(b)
         self.path_length = np.zeros(b)
@@ -104,7 +105,8 @@ class PointNavTask(Task):
         return np.where(np.isfinite(dmap), dmap, grown)
 
     def _geodesic(self, xy: np.ndarray) -> np.ndarray:
-        return np.array([self.nav.geodesic(self.maps[i], xy[i:i + 1])[0] for i in range(len(xy))])
+        ij, inside = self.nav.cell_of(xy)
+        return np.where(inside, self.maps[np.arange(len(xy)), ij[:, 0], ij[:, 1]], np.inf)
 
     def observe(self) -> dict[str, np.ndarray]:
         pos = self.sim.poses()[:, :3, 3].cpu().numpy().astype(np.float64)
@@ -158,11 +160,7 @@ class ExploreTask(Task):
         s = self.PIXEL_STRIDE
         depth = frame.depth[:, ::s, ::s]
         K = torch.as_tensor(self.sim.K, dtype=torch.float32, device=self.sim.device)
-        h, w = depth.shape[1:]
-        v, u = torch.meshgrid(torch.arange(h, device=depth.device) * s, torch.arange(w, device=depth.device) * s,
-                              indexing="ij")
-        rays = torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u, dtype=torch.float32)],
-                           -1)
+        rays = pixel_rays(K, frame.depth.shape[1], frame.depth.shape[2], stride=s)
         pts = torch.einsum("bij,bhwj->bhwi", outcome.poses[:, :3, :3], rays[None] * depth[..., None])
         pts = pts + outcome.poses[:, None, None, :3, 3]
         ij = torch.floor((pts[..., :2] - self.origin) / self.cell).long()

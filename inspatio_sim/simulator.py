@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 
 from inspatio_sim import se3
 from inspatio_sim.control import ESCM, ESCMConfig, StepOutcome
@@ -80,9 +81,7 @@ class Simulator:
         for k in range(count):
             for attempt in range(START_TRIES):
                 T = path[rng.integers(path.shape[0])].copy()
-                yaw = rng.uniform(-math.pi, math.pi)
-                rot = np.array([[math.cos(yaw), -math.sin(yaw), 0], [math.sin(yaw), math.cos(yaw), 0], [0, 0, 1]])
-                T[:3, :3] = rot @ T[:3, :3]
+                T[:3, :3] = Rotation.from_euler("z", rng.uniform(-math.pi, math.pi)).as_matrix() @ T[:3, :3]
                 if attempt < START_TRIES - 1:
                     T[:3, 3] += np.r_[rng.uniform(-0.3, 0.3, 2), 0.0]
                 p = torch.as_tensor(T[None, :3, 3], dtype=torch.float32, device=self.device)

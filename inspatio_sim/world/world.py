@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from inspatio_sim.camera import pixel_rays
 from inspatio_sim.errors import WorldError
 from inspatio_sim.scene import Scene, SceneMeta
 from inspatio_sim.world.ground import GroundPlane, fit_ground_plane
@@ -216,13 +217,6 @@ def build_world(
     )
 
 
-def _pixel_rays(K: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Camera-frame rays ``(H, W, 3)`` with z = 1 through every pixel centre of intrinsics ``K``."""
-    v, u = torch.meshgrid(torch.arange(h, device=K.device, dtype=torch.float32),
-                          torch.arange(w, device=K.device, dtype=torch.float32), indexing="ij")
-    return torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1)
-
-
 def _sky_layer(
     scene: Scene, poses: torch.Tensor, K: torch.Tensor, depth: torch.Tensor, dyn: torch.Tensor, voxel0: float,
     distance: float, cfg: WorldConfig,
@@ -230,7 +224,7 @@ def _sky_layer(
     """Depth-less static pixels whose viewing ray points above the horizon, on a sphere of radius ``distance``
     around the mean camera position; spacing and chunks scaled to that distance."""
     device = depth.device
-    rays = _pixel_rays(K, *depth.shape[1:])
+    rays = pixel_rays(K, *depth.shape[1:])
     dirs = torch.einsum("nij,hwj->nhwi", poses[:, :3, :3], rays / rays.norm(dim=-1, keepdim=True))
     mask = (depth == 0) & ~dyn & (dirs[..., 2] > 0)
     if not mask.any():
@@ -271,7 +265,7 @@ def _backproject(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """World points ``(M, 3)``, colours ``(M, 3)``, weights ``(M,)`` and frame ids ``(M,)`` of all valid pixels."""
     n, h, w = depth.shape
-    rays = _pixel_rays(K, h, w)
+    rays = pixel_rays(K, h, w)
     frame_ids = torch.arange(n, device=device)[:, None, None].expand(n, h, w)
     pc = rays[None] * depth[..., None]  # (N, H, W, 3) camera frame
     pw = torch.einsum("nij,nhwj->nhwi", poses[:, :3, :3], pc) + poses[:, None, None, :3, 3]
