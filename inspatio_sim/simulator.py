@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from inspatio_sim import se3
 from inspatio_sim.control import ESCM, ESCMConfig, StepOutcome
 from inspatio_sim.conventions import intrinsics_from_fov
 from inspatio_sim.errors import ConfigError
@@ -132,7 +131,3 @@ class Simulator:
     def heading(self) -> torch.Tensor:
         """``(B,)`` yaw of the agents' bodies (radians, world frame, 0 = +x, counter-clockwise)."""
         return self.escm.euler[:, 2]
-
-    def body_rotation(self) -> torch.Tensor:
-        """``(B, 3, 3)`` ``R_world_body`` (REP-103 body axes)."""
-        return se3.euler_zyx_to_matrix(self.escm.euler)
