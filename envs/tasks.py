@@ -60,7 +60,12 @@ class PointNavTask(Task):
                  collision_penalty: float = 0.05) -> None:
         super().__init__(sim)
         cfg = sim.escm.config
-        self.nav: NavGrid = build_nav_grid(sim.world, cfg.radius, cfg.camera_height)
+        robot = sim.escm.robot
+        if robot is not None:  # the robot's camera height, and a sphere standing in for its body
+            radius = min(robot.footprint_radius, robot.camera_height - 0.1)
+            self.nav: NavGrid = build_nav_grid(sim.world, radius, robot.camera_height)
+        else:
+            self.nav = build_nav_grid(sim.world, cfg.radius, cfg.camera_height)
         self.success_radius, self.min_geodesic, self.max_geodesic = success_radius, min_geodesic, max_geodesic
         self.success_reward, self.step_penalty, self.collision_penalty = success_reward, step_penalty, collision_penalty
         b = sim.num_agents

@@ -1,8 +1,8 @@
 """Native batched Gymnasium vector environment: one Simulator call steps all ``num_envs`` agents on one device.
 
-Actions: ``ground`` ``(B, 2)`` and ``fly`` ``(B, 6)`` in ``[-1, 1]`` (values outside are clipped), scaled to the
-ESCM's ``max_speed`` / ``max_angular_speed``; ``discrete`` ``(B,)`` ints (see ``DISCRETE_ACTIONS``). NaN or inf
-actions raise :class:`~inspatio_sim.errors.ActionError`.
+Actions: ``ground`` and ``robot`` ``(B, 2)`` and ``fly`` ``(B, 6)`` in ``[-1, 1]`` (values outside are clipped),
+scaled to the ESCM's ``max_speed`` / ``max_angular_speed``; ``discrete`` ``(B,)`` ints (see ``DISCRETE_ACTIONS``).
+NaN or inf actions raise :class:`~inspatio_sim.errors.ActionError`.
 
 Observations: ``rgb`` ``(B, H, W, 3)`` uint8, optional ``depth`` ``(B, H, W, 1)`` float32 metres (0 = no data),
 plus the task's vectors (``pointgoal`` for PointNav). They are numpy arrays, or torch tensors on the simulation
@@ -192,7 +192,7 @@ def _action_space(sim: Any) -> tuple[spaces.Space, np.ndarray]:
     cfg = sim.escm.config
     if cfg.action_model == "discrete":
         return spaces.Discrete(len(DISCRETE_ACTIONS)), np.ones(1, np.float32)
-    if cfg.action_model == "ground":
+    if cfg.action_model in ("ground", "robot"):
         scale = np.array([cfg.max_speed, cfg.max_angular_speed], np.float32)
     else:
         scale = np.array([cfg.max_speed] * 3 + [cfg.max_angular_speed] * 3, np.float32)

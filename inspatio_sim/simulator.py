@@ -2,7 +2,8 @@
 
 Everything the Gymnasium environments and the ROS node need, nothing Gymnasium- or ROS-specific. Start poses are
 drawn from the recorded camera path (random frame, random heading, small offset), kept only where the camera
-sphere is clear of geometry and inside the trusted region; every random choice comes from the caller's seeded
+sphere is clear of geometry and inside the trusted region (for the ``robot`` model: a random place where the robot
+body fits on the floor, see :meth:`RobotFleet.start_cells`); every random choice comes from the caller's seeded
 ``numpy.random.Generator``.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,6 +75,10 @@ class Simulator:
 
     def sample_start_poses(self, count: int, rng: np.random.Generator) -> torch.Tensor:
         """``(count, 4, 4)`` start poses near the recorded path, clear of geometry and in the trusted region."""
+        if self.escm.robot is not None:
+            robot = self.escm.robot
+            poses = np.stack([robot.sample_start_pose(rng) for _ in range(count)])
+            return torch.as_tensor(poses, dtype=torch.float32, device=self.device)
         occ = self.world.occupancy
         cfg = self.escm.config
         path = self.world.poses.cpu().numpy().astype(np.float64)
@@ -109,12 +115,12 @@ class Simulator:
         self.time = self.time + self.dt
         return outcome
 
-    def snapshot(self) -> tuple[torch.Tensor, ...]:
-        """The agents' state (position, orientation, velocity, time), for :meth:`restore`."""
+    def snapshot(self) -> tuple[Any, ...]:
+        """The agents' state (position, orientation, velocity, time, robot bodies), for :meth:`restore`."""
         e = self.escm
-        return e.position.clone(), e.euler.clone(), e.velocity.clone(), self.time.clone()
+        return e.position.clone(), e.euler.clone(), e.velocity.clone(), self.time.clone(), e.robot_state()
 
-    def restore(self, state: tuple[torch.Tensor, ...], mask: torch.Tensor) -> None:
+    def restore(self, state: tuple[Any, ...], mask: torch.Tensor) -> None:
         """Put the agents in ``mask (B,)`` back into a :meth:`snapshot` state."""
         e = self.escm
         m = mask[:, None]
@@ -122,6 +128,7 @@ class Simulator:
         e.euler = torch.where(m, state[1], e.euler)
         e.velocity = torch.where(m, state[2], e.velocity)
         self.time = torch.where(mask, state[3], self.time)
+        e.restore_robot(state[4], mask)
 
     def observe(self) -> RenderOutput:
         """Render every agent's camera at its current pose and time."""

@@ -9,7 +9,9 @@ Action models (``control.action_model``):
   * ``fly``: ``(B, 6)`` float body twist ``(vx, vy, vz, wx, wy, wz)`` in m/s and rad/s, integrated over ``dt``;
   * ``ground``: ``(B, 2)`` float ``(forward speed m/s, yaw rate rad/s)``; the camera keeps ``camera_height`` above
     the World's ground plane with pitch ``ground_pitch_deg`` and no roll;
-  * ``discrete``: ``(B,)`` int, :data:`DISCRETE_ACTIONS` (Habitat-style steps; ground-following like ``ground``).
+  * ``discrete``: ``(B,)`` int, :data:`DISCRETE_ACTIONS` (Habitat-style steps; ground-following like ``ground``);
+  * ``robot``: ``(B, 2)`` like ``ground``, driving a URDF robot body in pybullet on a collision mesh of the World
+    (:mod:`inspatio_sim.control.robot`); the camera rides on a link, so height, roll and pitch come from the body.
 Constraints: speed and acceleration limits, a pitch limit, a camera sphere of ``radius`` swept against the World's
 signed distance field (no tunnelling, sliding along walls), and the trusted-region policy (``clamp`` keeps the
 agent where it was, ``terminate`` flags the step, ``allow`` only reports it). Every step reports what limited it.
@@ -18,16 +20,19 @@ agent where it was, ``terminate`` flags the step, ``allow`` only reports it). Ev
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Any
 
+import numpy as np
 import torch
 
 from inspatio_sim import se3
 from inspatio_sim.control.collision import sweep_sphere
+from inspatio_sim.control.robot import RobotConfig, RobotFleet
 from inspatio_sim.errors import ActionError, ConfigError, WorldError
 from inspatio_sim.world import World
 
-ACTION_MODELS = ("fly", "ground", "discrete")
+ACTION_MODELS = ("fly", "ground", "discrete", "robot")
 DISCRETE_ACTIONS = ("stop", "move_forward", "turn_left", "turn_right", "look_up", "look_down")
 REGION_POLICIES = ("clamp", "terminate", "allow")
 BODY_FROM_CAMERA = torch.tensor([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
@@ -39,7 +44,7 @@ class ESCMConfig:
     """Constraint module settings (hydra group ``control``).
 
     Attributes:
-        action_model: ``fly``, ``ground`` or ``discrete``.
+        action_model: ``fly``, ``ground``, ``discrete`` or ``robot``.
         dt: Seconds per step.
         radius: Radius of the camera's collision sphere (metres).
         max_speed: Linear speed limit (m/s).
@@ -54,6 +59,7 @@ class ESCMConfig:
         look_step_deg: ``look_up`` / ``look_down`` angle (degrees).
         region_policy: Leaving the trusted region: ``clamp``, ``terminate`` or ``allow``.
         slides: How often one step's motion may be deflected along surfaces.
+        robot: :class:`~inspatio_sim.control.robot.RobotConfig` of the ``robot`` model (a dict is converted).
     """
 
     action_model: str = "ground"
@@ -71,6 +77,15 @@ class ESCMConfig:
     look_step_deg: float = 10.0
     region_policy: str = "clamp"
     slides: int = 2
+    robot: RobotConfig = field(default_factory=RobotConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.robot, dict):
+            names = {f.name for f in fields(RobotConfig)}
+            unknown = sorted(set(self.robot) - names)
+            if unknown:
+                raise ConfigError(f"unknown key(s) {', '.join('control.robot.' + k for k in unknown)}")
+            self.robot = RobotConfig(**self.robot)
 
     def validate(self) -> None:
         if self.action_model not in ACTION_MODELS:
@@ -85,6 +100,8 @@ class ESCMConfig:
                 raise ConfigError(f"control.{key} must be > 0, got {getattr(self, key)}")
         if self.radius < 0 or not 0 < self.pitch_limit_deg < 90:
             raise ConfigError("control.radius must be >= 0 and control.pitch_limit_deg within (0, 90)")
+        if self.action_model == "robot":
+            self.robot.validate()
 
 
 @dataclass
@@ -120,7 +137,7 @@ class ESCM:
         self.config.validate()
         if num_agents < 1:
             raise ConfigError(f"the ESCM needs at least one agent, got {num_agents}")
-        if self.config.action_model in ("ground", "discrete") and world.ground is None:
+        if self.config.action_model in ("ground", "discrete", "robot") and world.ground is None:
             raise WorldError(f"action model '{self.config.action_model}' follows the ground, but this World has "
                              "no ground plane; use control.action_model=fly")
         self.world = world
@@ -134,10 +151,16 @@ class ESCM:
         if world.ground is not None:
             self._ground_normal = torch.as_tensor(world.ground.normal, dtype=torch.float32, device=dev)
             self._ground_offset = float(world.ground.offset)
+        self.robot: RobotFleet | None = None
+        if self.config.action_model == "robot":
+            self.robot = RobotFleet(world, num_agents, self.config.robot, self.config.dt)
+            self._set_camera(torch.as_tensor(self.robot.camera, dtype=torch.float32, device=dev))
 
     # -- state ---------------------------------------------------------------------------------------------------
     def camera_poses(self) -> torch.Tensor:
         """``(B, 4, 4)`` ``T_world_camera`` of the current state."""
+        if self.robot is not None:
+            return self._robot_poses.clone()
         R = se3.euler_zyx_to_matrix(self.euler) @ self._body_from_camera
         return se3.from_rotation_translation(R, self.position)
 
@@ -150,6 +173,11 @@ class ESCM:
         if poses.shape != (self.num_agents, 4, 4) or not torch.isfinite(poses).all():
             raise ActionError(f"reset poses must be finite ({self.num_agents}, 4, 4), got {tuple(poses.shape)}")
         m = torch.ones(self.num_agents, dtype=torch.bool, device=self.device) if mask is None else mask.bool()
+        if self.robot is not None:
+            self.robot.reset(poses.double().cpu().numpy(), m.cpu().numpy())
+            self._set_camera(torch.as_tensor(self.robot.camera, dtype=torch.float32, device=self.device))
+            self.velocity = torch.where(m[:, None], torch.zeros_like(self.velocity), self.velocity)
+            return
         euler = se3.matrix_to_euler_zyx(poses[:, :3, :3] @ self._body_from_camera.T)
         position = poses[:, :3, 3].clone()
         if self.config.action_model != "fly":
@@ -165,6 +193,8 @@ class ESCM:
         """Apply one batch of actions (shape and dtype per the action model) and return the realised poses."""
         cfg = self.config
         a = self._check_actions(actions)
+        if self.robot is not None:
+            return self._step_robot(a)
         limited = torch.zeros(self.num_agents, dtype=torch.bool, device=self.device)
         euler = self.euler.clone()
         if cfg.action_model == "fly":
@@ -208,11 +238,48 @@ class ESCM:
         return StepOutcome(poses=self.camera_poses(), collided=sweep.collided, limited=limited, left_region=left,
                            terminated=terminated)
 
+    def _step_robot(self, a: torch.Tensor) -> StepOutcome:
+        """The ``robot`` model: limit the (speed, yaw rate) command, drive the bodies, apply the region policy."""
+        cfg, robot = self.config, self.robot
+        assert robot is not None
+        twist6 = torch.zeros(self.num_agents, 6, device=self.device)
+        twist6[:, 0], twist6[:, 5] = a[:, 0], a[:, 1]
+        twist6, limited = self._limit_twist(twist6)
+        self.velocity = twist6
+        before = robot.state()
+        cmd = twist6.double().cpu().numpy()
+        poses, collided = robot.step(cmd[:, 0], cmd[:, 5])
+        cam = torch.as_tensor(poses, dtype=torch.float32, device=self.device)
+        left = ~self.world.occupancy.is_trusted(cam[:, :3, 3])
+        if cfg.region_policy == "clamp" and bool(left.any()):
+            robot.set_state(before, left.cpu().numpy(), zero_velocity=True)
+            cam = torch.as_tensor(robot.camera, dtype=torch.float32, device=self.device)
+        self._set_camera(cam)
+        terminated = left if cfg.region_policy == "terminate" else torch.zeros_like(left)
+        return StepOutcome(poses=self.camera_poses(), collided=torch.as_tensor(collided, device=self.device),
+                           limited=limited, left_region=left, terminated=terminated)
+
+    def _set_camera(self, poses: torch.Tensor) -> None:
+        """Store robot camera poses ``(B, 4, 4)`` and mirror them into ``position`` / ``euler``."""
+        self._robot_poses = poses
+        self.position = poses[:, :3, 3].clone()
+        self.euler = se3.matrix_to_euler_zyx(poses[:, :3, :3] @ self._body_from_camera.T)
+
+    def robot_state(self) -> Any:
+        """The robot bodies' physical state (``None`` for the other models), for :meth:`restore_robot`."""
+        return None if self.robot is None else self.robot.state()
+
+    def restore_robot(self, state: Any, mask: torch.Tensor) -> None:
+        """Put the robots in ``mask (B,)`` back into a :meth:`robot_state`."""
+        if self.robot is not None and state is not None:
+            self.robot.set_state(np.asarray(state), mask.cpu().numpy())
+            self._set_camera(torch.as_tensor(self.robot.camera, dtype=torch.float32, device=self.device))
+
     # -- helpers -------------------------------------------------------------------------------------------------
     def _check_actions(self, actions: torch.Tensor) -> torch.Tensor:
         a = torch.as_tensor(actions, device=self.device)
         model, b = self.config.action_model, self.num_agents
-        shape = {"fly": (b, 6), "ground": (b, 2), "discrete": (b,)}[model]
+        shape = {"fly": (b, 6), "ground": (b, 2), "discrete": (b,), "robot": (b, 2)}[model]
         if tuple(a.shape) != shape:
             raise ActionError(f"{model} actions must have shape {shape}, got {tuple(a.shape)}")
         if model == "discrete":

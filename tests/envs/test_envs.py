@@ -11,7 +11,7 @@ SMALL = {"overrides": ["scene=small"], "width": 32, "height": 24}
 
 
 @pytest.mark.parametrize("env_id", list(envs.ENV_IDS))
-@pytest.mark.parametrize("model", ["ground", "fly", "discrete"])
+@pytest.mark.parametrize("model", ["ground", "fly", "discrete", "robot"])
 def test_env_checker_passes(env_id, model):
     env = gym.make(env_id, action_model=model, depth=True, render_mode="rgb_array", **SMALL)
     check_env(env.unwrapped, skip_render_check=False)
@@ -40,13 +40,14 @@ def test_seeded_resets_and_rollouts_reproduce_exactly():
     assert not np.array_equal(other["rgb"], runs[0][0])
 
 
-def test_native_vector_env_matches_single_envs():
-    vec = gym.make_vec("InSpatio/VideoWorld-v0", num_envs=3, **SMALL)
+@pytest.mark.parametrize("model", ["ground", "robot"])
+def test_native_vector_env_matches_single_envs(model):
+    vec = gym.make_vec("InSpatio/VideoWorld-v0", num_envs=3, action_model=model, **SMALL)
     assert isinstance(vec.unwrapped, envs.InSpatioVectorEnv)
     assert vec.observation_space["rgb"].shape == (3, 24, 32, 3)
     assert vec.action_space.shape == (3, 2)
     obs, _ = vec.reset(seed=5)
-    singles = [gym.make("InSpatio/VideoWorld-v0", **SMALL) for _ in range(3)]
+    singles = [gym.make("InSpatio/VideoWorld-v0", action_model=model, **SMALL) for _ in range(3)]
     single_obs = [e.reset(seed=5 + i)[0] for i, e in enumerate(singles)]
     actions = np.array([[1.0, 0.2], [0.5, -0.5], [0.0, 1.0]], np.float32)
     for _ in range(4):
