@@ -1,0 +1,240 @@
+"""inspatio_world_node against real ROS 2 (rclpy + Fast DDS, loopback): the node runs in a child process
+(`inspatio-sim ros ...`), a probe node in this process subscribes and publishes."""
+
+import importlib.util
+import logging
+import math
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("rclpy", reason="ROS 2 wheels absent (pip install -e .[ros]); CI installs them")
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
+
+from inspatio_sim.config import compose
+from inspatio_sim.conventions import intrinsics_from_fov
+from inspatio_sim.ros import messages as M
+from inspatio_sim.ros.commands import node_main, ros_settings, simulator_from_config
+from inspatio_sim.ros.probe import Probe, start_node, stop_node
+
+RATE = 15
+W, H = 64, 48
+OVERRIDES = ["scene=tiny", f"ros.rate={RATE}", f"render.camera.width={W}", f"render.camera.height={H}",
+             "control.region_policy=allow", "ros.cmd_timeout=0.3", "ros.warn_period=5"]
+RADIUS = 0.2  # control.radius
+ROS2_PKG = Path(__file__).resolve().parents[2] / "ros2_ws" / "src" / "inspatio_ros"
+
+
+@pytest.fixture(scope="module")
+def world_sim():
+    """The node's World, built here too: its signed distance field is the ground truth for collisions."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield simulator_from_config(compose(OVERRIDES), dt=1.0 / RATE)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory, world_sim):
+    log = tmp_path_factory.mktemp("node") / "node.log"
+    proc = start_node(OVERRIDES, log)
+    probe = Probe()
+    try:
+        if not probe.wait_for(lambda: probe.count(M.TOPIC_IMAGE) > 2 and len(probe.odoms) > 2, 90):
+            stop_node(proc)
+            pytest.fail(f"no images from the node within 90 s; its log:\n{log.read_text()}")
+        yield proc, probe, log
+    finally:
+        probe.close()
+        stop_node(proc)
+
+
+def _window_rate(probe: Probe, seconds: float, during=None) -> float:
+    t0 = time.perf_counter()
+    end = t0 + seconds
+    while time.perf_counter() < end:
+        if during is None:
+            time.sleep(0.01)
+        else:
+            during()
+    return probe.topics[M.TOPIC_IMAGE].rate(t0 + 0.2, end)
+
+
+def test_images_arrive_at_the_configured_rate_with_size_encoding_and_camera_info(node):
+    _proc, probe, _ = node
+    rate = _window_rate(probe, 3.2)
+    assert abs(rate - RATE) <= 0.15 * RATE, f"{rate:.2f} Hz received, {RATE} Hz configured (ros.rate={RATE})"
+    img = probe.topics[M.TOPIC_IMAGE].last
+    assert (img.width, img.height, img.encoding, img.step, len(img.data)) == (W, H, "rgb8", 3 * W, 3 * W * H)
+    assert img.header.frame_id == M.FRAME_CAMERA and np.frombuffer(bytes(img.data), np.uint8).std() > 5
+    info = probe.topics[M.TOPIC_CAMERA_INFO].last
+    assert (info.width, info.height, info.header.frame_id) == (W, H, M.FRAME_CAMERA)
+    np.testing.assert_allclose(np.reshape(info.k, (3, 3)), intrinsics_from_fov(W, H, 90.0))
+    np.testing.assert_allclose(np.reshape(info.p, (3, 4))[:, :3], intrinsics_from_fov(W, H, 90.0))
+    depth = probe.topics[M.TOPIC_DEPTH].last
+    d = np.frombuffer(bytes(depth.data), np.float32).reshape(H, W)
+    assert (depth.encoding, depth.step) == ("32FC1", 4 * W)
+    assert np.isfinite(d).mean() > 0.5 and np.nanmin(d) > 0 and np.nanmax(d) < 20  # metres, inside the room
+    # one stamp per step: every odom stamp has an image, a camera info and a pose with the same stamp
+    stamps = {t: set(probe.topics[t].stamps) for t in (M.TOPIC_IMAGE, M.TOPIC_CAMERA_INFO, M.TOPIC_POSE)}
+    odom_stamps = probe.topics[M.TOPIC_ODOM].stamps[-20:-2]
+    for t, s in stamps.items():
+        assert sum(o in s for o in odom_stamps) >= len(odom_stamps) - 1, t
+    assert probe.odoms[-1][2][2] == pytest.approx(1.4, abs=0.05)  # control.camera_height above the ground z = 0
+
+
+def test_a_flood_of_cmd_vel_does_not_stall_publishing(node):
+    _proc, probe, _ = node
+    sent = [0]
+
+    def flood() -> None:
+        probe.send_twist()  # zero twists, as fast as this process can publish them
+        sent[0] += 1
+
+    rate = _window_rate(probe, 2.5, during=flood)
+    assert sent[0] > 1000, f"only {sent[0]} cmd_vel messages in 2.5 s: not a flood"
+    assert rate >= 0.85 * RATE, f"{rate:.2f} Hz during a flood of {sent[0] / 2.5:.0f} cmd_vel/s"
+
+
+def test_nan_twists_are_dropped_and_do_not_move_the_node(node):
+    proc, probe, _ = node
+    time.sleep(0.5)
+    p0, yaw0 = probe.latest_pose()
+    n0 = probe.count(M.TOPIC_IMAGE)
+    for _ in range(20):
+        probe.send_twist((math.nan, 0.0, 0.0), (0.0, 0.0, 0.5))
+        probe.send_twist((0.5, 0.0, 0.0), (0.0, 0.0, math.inf))
+        time.sleep(0.02)
+    time.sleep(0.6)
+    p1, yaw1 = probe.latest_pose()
+    assert np.all(np.isfinite(p1)) and np.linalg.norm(p1 - p0) < 1e-6 and abs(yaw1 - yaw0) < 1e-6
+    assert proc.poll() is None
+    assert probe.count(M.TOPIC_IMAGE) - n0 >= 0.8 * RATE * 1.0  # still publishing
+
+
+def _drive(probe: Probe, linear=(0.0, 0.0, 0.0), angular=(0.0, 0.0, 0.0), seconds: float = 1.0,
+           until=None) -> None:
+    """Publish a twist at 20 Hz for ``seconds`` (or until ``until()`` holds)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end and not (until and until()):
+        probe.send_twist(linear, angular)
+        time.sleep(0.05)
+
+
+def test_twist_turns_and_moves_the_pose_in_the_commanded_direction_and_stops_at_a_wall(node, world_sim):
+    _proc, probe, _ = node
+    occ = world_sim.world.occupancy
+
+    def sdf(points) -> np.ndarray:
+        return occ.sdf_at(torch.as_tensor(np.atleast_2d(points), dtype=torch.float32)).numpy()
+
+    p0, yaw0 = probe.latest_pose()
+    _drive(probe, angular=(0.0, 0.0, 1.0), seconds=0.6)  # counter-clockwise yaw
+    time.sleep(0.6)  # cmd_timeout 0.3 s: the node stops on its own
+    p1, yaw1 = probe.latest_pose()
+    turned = (yaw1 - yaw0 + math.pi) % (2 * math.pi) - math.pi
+    assert 0.2 < turned < 1.0 and np.linalg.norm(p1 - p0) < 0.01
+
+    heading = np.array([math.cos(yaw1), math.sin(yaw1)])
+    n0 = len(probe.odoms)
+    def touching() -> bool:
+        return bool(RADIUS - 0.03 < sdf(probe.latest_pose()[0])[0] < RADIUS + 0.1)
+
+    _drive(probe, linear=(1.5, 0.0, 0.0), seconds=12.0, until=touching)
+    n_contact = len(probe.odoms)
+    _drive(probe, linear=(1.5, 0.0, 0.0), seconds=1.5)  # keep pushing: 2.25 m more than the wall allows
+    track = np.array([p for _, _, p, _, _ in probe.odoms[n0:]])
+    pushed = np.array([p for _, _, p, _, _ in probe.odoms[n_contact:]])
+    away = track[np.linalg.norm(track[:, :2] - p1[:2], axis=1) > 0.3]
+    assert len(away), "the pose did not move under a forward twist"
+    first = (away[0, :2] - p1[:2]) / np.linalg.norm(away[0, :2] - p1[:2])
+    assert first @ heading > 0.9, "moved away from the commanded heading"
+    # pushed on for 1.5 s after touching geometry, the camera stays on it: neither through it nor away (it may slide)
+    d = sdf(pushed)
+    assert len(pushed) > 10 and d.max() < RADIUS + 0.12 and d.min() > RADIUS - 0.03, d
+    # and it never passed the oracle room's walls (a 6 x 5 m box around the origin)
+    assert np.all(np.abs(track[:, 0]) < 3.0 - RADIUS + 0.05) and np.all(np.abs(track[:, 1]) < 2.5 - RADIUS + 0.05)
+    assert np.all(np.abs(track[:, 2] - 1.4) < 0.05)  # the ground model keeps the camera height
+
+    probe.send_reset()  # std_msgs/Empty: a new start pose clear of geometry
+    time.sleep(0.5)
+    p2, _ = probe.latest_pose()
+    assert float(occ.sdf_at(torch.as_tensor(p2[None], dtype=torch.float32))[0]) > RADIUS + occ.voxel
+
+
+def test_ctrl_c_stops_the_node_cleanly_and_warnings_are_throttled(node):
+    proc, _probe, log = node
+    assert stop_node(proc) == 0
+    text = log.read_text()
+    assert "Traceback" not in text and "stopped after" in text
+    assert 1 <= text.count("dropped a cmd_vel with NaN/inf") <= 2  # 40 bad twists in 1.3 s, one warning per 5 s
+
+
+def test_sim_time_publishes_clock_and_stamps_every_topic_with_it(world_sim):
+    cfg = compose([*OVERRIDES, "ros.sim_time=true"])
+    from inspatio_sim.ros.node import WorldNode
+
+    context = rclpy.Context()
+    rclpy.init(args=["test"], context=context, signal_handler_options=SignalHandlerOptions.NO)
+    node = WorldNode(world_sim, ros_settings(cfg), context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+
+    def spin() -> None:
+        try:
+            while context.ok():
+                executor.spin_once(timeout_sec=0.05)
+        except ExternalShutdownException:
+            pass
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    try:
+        with Probe() as probe:
+            assert probe.wait_for(lambda: probe.count(M.TOPIC_CLOCK) >= 5 and probe.count(M.TOPIC_IMAGE) >= 5, 30)
+            clock = probe.topics[M.TOPIC_CLOCK].stamps
+            dt_ns = round(1e9 / RATE)
+            assert all(c % dt_ns == 0 for c in clock) and clock == sorted(clock)
+            assert clock[-1] <= node.steps * dt_ns  # simulation time, not wall time
+            assert set(probe.topics[M.TOPIC_IMAGE].stamps) <= set(clock) | {node.steps * dt_ns}
+            assert node.get_parameter("rate").value == RATE and node.get_parameter("model").value == "none"
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        thread.join(2.0)
+
+
+def test_missing_world_fails_at_startup_with_one_clear_line(caplog):
+    out = subprocess.run([sys.executable, "-m", "inspatio_sim.cli", "ros", "scene.path=/nonexistent/world"],
+                         capture_output=True, text=True, timeout=120)
+    lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+    assert out.returncode == 2 and len(lines) == 1 and "no Scene at '/nonexistent/world'" in lines[0], lines
+    # the colcon package's console entry (inspatio_world_node) logs the same single line
+    with caplog.at_level(logging.ERROR):
+        assert node_main(["scene.path=/nonexistent/world"]) == 2
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "no Scene at" in errors[0].getMessage()
+    with caplog.at_level(logging.ERROR):
+        assert node_main(["scene=tiny", "ros.model=star"]) == 2
+    assert "not built yet" in caplog.records[-1].getMessage()
+    # the ament_python package's entry point (ros2_ws/src/inspatio_ros) calls the same function
+    spec = importlib.util.spec_from_file_location("world_node", ROS2_PKG / "inspatio_ros" / "world_node.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["scene.path=/nonexistent/world"]) == 2
+    setup = (ROS2_PKG / "setup.py").read_text()
+    assert "inspatio_world_node = inspatio_ros.world_node:main" in setup
+    assert "<build_type>ament_python</build_type>" in (ROS2_PKG / "package.xml").read_text()
+    assert (ROS2_PKG / "resource" / "inspatio_ros").exists()
