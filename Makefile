@@ -14,7 +14,7 @@ $(BIN)/python:
 # torch first (the local CPU build; an unpinned torch would pull a multi-GB CUDA build), then the project.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,ros]"
 	touch $(STAMP)
 
 install: $(STAMP)

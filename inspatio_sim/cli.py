@@ -1,15 +1,19 @@
 """The inspatio-sim command line: one entry point, a subcommand per job, hydra key=value overrides.
 
+    inspatio-sim reconstruct VIDEO -o DIR [key=value ...]   a video (or image folder) -> a Scene
     inspatio-sim oracle [-o DIR] [key=value ...]      generate a ground-truth oracle Scene
     inspatio-sim world [key=value ...]                 build the World from the configured Scene and summarise it
     inspatio-sim demo [key=value ...]                  fly a camera off the recorded path: out/demo.mp4 + metrics
     inspatio-sim bench NAME [--quick] [--device D] [--out DIR] [key=value ...]
+    inspatio-sim ros [key=value ...]                   run the ROS 2 node (camera topics out, cmd_vel in)
+    inspatio-sim record --bag OUT.mcap [key=value ...] record a rollout as a rosbag2 (MCAP or sqlite3)
     inspatio-sim config [key=value ...]                print the composed configuration
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import time
@@ -21,7 +25,7 @@ from inspatio_sim.config import compose, describe_keys, to_dataclass
 from inspatio_sim.errors import InSpatioError
 
 log = logging.getLogger("inspatio_sim")
-BENCHES = ("render", "env")
+BENCHES = ("render", "env", "recon", "ros")
 
 
 def _keys_epilog() -> str:
@@ -47,6 +51,11 @@ def _cmd_oracle(args: argparse.Namespace, cfg: DictConfig) -> int:
     t0 = time.perf_counter()
     scene = oracle_scene(oracle)
     path = scene.save(args.output) if args.output else oracle_scene_path(oracle)
+    if args.video:
+        from inspatio_sim.video_io import write_video
+
+        print(f"wrote the clip {write_video(scene.frames, args.video, scene.meta.fps)} "
+              f"(reconstruct it with `inspatio-sim reconstruct {args.video} -o DIR`)")
     print(f"oracle scene '{oracle['preset']}': {scene.num_frames} frames {scene.width}x{scene.height}, "
           f"{scene.duration:.2f} s, {time.perf_counter() - t0:.1f} s -> {path}")
     return 0
@@ -84,12 +93,28 @@ def _cmd_demo(args: argparse.Namespace, cfg: DictConfig) -> int:
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace, cfg: DictConfig) -> int:
-    from inspatio_sim.bench import env_bench, render_bench
+def _cmd_reconstruct(args: argparse.Namespace, cfg: DictConfig) -> int:
+    from inspatio_sim.recon.pipeline import run_reconstruct
 
-    runners: dict[str, Callable[..., dict[str, float]]] = {"render": render_bench.run, "env": env_bench.run}
+    return run_reconstruct(args, cfg)
+
+
+def _cmd_ros(args: argparse.Namespace, cfg: DictConfig) -> int:
+    from inspatio_sim.ros.commands import run_node
+
+    return run_node(args, cfg)
+
+
+def _cmd_record(args: argparse.Namespace, cfg: DictConfig) -> int:
+    from inspatio_sim.ros.commands import record
+
+    return record(args, cfg)
+
+
+def _cmd_bench(args: argparse.Namespace, cfg: DictConfig) -> int:
+    runner: Callable[..., dict[str, float]] = importlib.import_module(f"inspatio_sim.bench.{args.name}_bench").run
     device = args.device or cfg.device
-    metrics = runners[args.name](cfg, args.quick, device, args.out)
+    metrics = runner(cfg, args.quick, device, args.out)
     width = max(len(k) for k in metrics)
     for k, v in metrics.items():
         print(f"{k:<{width}}  {v:.4g}")
@@ -112,10 +137,24 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
+    p = add("reconstruct", _cmd_reconstruct, "reconstruct a video or image folder into a Scene (recon.* keys)",
+            input={"help": "video file (mp4/avi/mov/mkv, anything OpenCV reads) or a folder of images"})
+    p.add_argument("-o", "--output", required=True, help="output directory (gets scene.npz and report.json)")
+    p.add_argument("--force", action="store_true", help="recompute structure-from-motion even when cached")
     p = add("oracle", _cmd_oracle, "generate the ground-truth oracle Scene of scene.oracle.* (cached)")
     p.add_argument("-o", "--output", help="also write the Scene to this directory or .npz file")
+    p.add_argument("--video", help="also write the rendered frames as a video (.mp4: mp4v, .avi: MJPG)")
     add("world", _cmd_world, "build the World of the configured Scene and print a summary")
     add("demo", _cmd_demo, "render a camera flight that leaves the recorded path: {out}/demo.mp4 + demo_metrics.json")
+    add("ros", _cmd_ros, "run the ROS 2 node: camera topics out, cmd_vel in (ros.* keys; needs `pip install .[ros]`)")
+    p = add("record", _cmd_record, "record a rollout of the Simulator as a rosbag2 with the node's topics")
+    p.add_argument("--bag", required=True, help="output bag: *.mcap (MCAP) or a directory name (see --storage)")
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), default=None,
+                   help="bag storage (default: mcap, or sqlite3 when --bag ends in .db3)")
+    p.add_argument("--steps", type=int, default=100, help="simulation steps to record (default 100)")
+    p.add_argument("--policy", choices=("scripted", "random"), default="scripted",
+                   help="who drives: a scripted forward-and-turn pattern or uniform random actions")
+    p.add_argument("--seed", type=int, default=0, help="seed of the start pose and the random policy")
     add("config", _cmd_config, "print the composed configuration")
     p = add("bench", _cmd_bench, "run a benchmark; writes DIR/bench_NAME.json and .md",
             name={"choices": BENCHES, "help": "which benchmark"})

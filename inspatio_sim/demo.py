@@ -1,7 +1,11 @@
-"""``make demo`` / ``inspatio-sim demo``: a camera flight that leaves the recorded path and returns.
+"""``make demo`` / ``inspatio-sim demo``: video → Scene → World, then a camera flight that leaves the recorded path.
 
-Writes ``{out}/demo.mp4`` (side by side: our render | the oracle's ground truth, with per-frame PSNR) and
-``{out}/demo_metrics.json`` (PSNR per frame, offset from the path, render and oracle frames/s).
+The oracle's rendered clip is written to ``{out}/oracle_{preset}.mp4`` and reconstructed like any user video
+(``{out}/recon_{preset}/``: Scene + report; structure-from-motion is cached there for the next run); the World is
+built from that reconstruction, and a camera flies along the recorded path, swinging up to 0.5 m off it. Writes
+``{out}/demo.mp4`` (side by side: our render | the oracle's ground truth, with per-frame PSNR) and
+``{out}/demo_metrics.json`` (PSNR per frame, offset from the path, render and oracle frames/s, the reconstruction
+report). ``demo.reconstruct=false`` builds the World from the ground-truth Scene instead.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from tqdm import tqdm
 
 from inspatio_sim.config import to_dataclass
 from inspatio_sim.errors import ConfigError
-from inspatio_sim.metrics import psnr
+from inspatio_sim.metrics import carry_poses, psnr, umeyama_sim3
 from inspatio_sim.oracle import Oracle
+from inspatio_sim.recon.pipeline import format_report, reconstruct
 from inspatio_sim.render import RenderConfig, render_world
 from inspatio_sim.scene import Scene
 from inspatio_sim.scene_source import load_scene
+from inspatio_sim.video_io import write_video
 from inspatio_sim.world import WorldConfig, build_world
 
 log = logging.getLogger(__name__)
@@ -80,51 +86,59 @@ def run_demo(cfg: DictConfig) -> dict[str, Any]:
     if scene_cfg.get("path"):
         raise ConfigError("the demo compares against the oracle and needs scene.path=null (an oracle scene)")
     device = cfg.device
-    scene = load_scene(scene_cfg)
+    gt = load_scene(scene_cfg)
+    oracle_cfg = scene_cfg["oracle"]
+    if bool(cfg.demo.reconstruct):
+        video = write_video(gt.frames, out / f"oracle_{oracle_cfg['preset']}.mp4", gt.meta.fps)
+        recon_cfg = OmegaConf.to_container(cfg.recon, resolve=True)
+        recon_cfg["camera_height"] = float(np.median(gt.poses[:, 2, 3]))  # what a user would measure and type
+        print(f"demo: reconstructing {video} (the oracle's rendered clip) ...")
+        scene, report = reconstruct(video, out / f"recon_{oracle_cfg['preset']}", recon_cfg, device=device)
+        print(format_report(report))
+        # the reconstruction has its own world frame: carry ground-truth poses into it relative to the nearest
+        # recorded camera (as `bench recon` does)
+        idx = np.rint((scene.timestamps - scene.timestamps[0]) * gt.meta.fps).astype(int)
+        ref, ref_target = gt.poses[idx], scene.poses
+        scale = umeyama_sim3(scene.poses[:, :3, 3], ref[:, :3, 3])[0]
+    else:
+        scene, report, ref, ref_target, scale = gt, None, gt.poses, gt.poses, 1.0
     t0 = time.perf_counter()
     world = build_world(scene, to_dataclass(WorldConfig, cfg.world, "world"), device=device, progress=True)
     log.info("world built in %.2f s (%d static points)", time.perf_counter() - t0, world.static.num_points)
     rcfg = to_dataclass(RenderConfig, cfg.render, "render")
-    h, w, K = scene.height, scene.width, scene.K
-    oracle_cfg = scene_cfg["oracle"]
+    h, w, K = gt.height, gt.width, gt.K
     with Oracle(preset=oracle_cfg["preset"], seed=int(oracle_cfg["seed"])) as oracle:
-        poses, times, offsets = demo_path(scene, oracle)
+        poses, times, offsets = demo_path(gt, oracle)
         t0 = time.perf_counter()
         gt_rgb = np.concatenate([
             oracle.render(poses[s:s + 8], times[s:s + 8], K, w, h, supersample=int(oracle_cfg["supersample"])).rgb
             for s in tqdm(range(0, len(poses), 8), desc="oracle ground truth", unit="batch")
         ])
         oracle_s = time.perf_counter() - t0
+    world_poses = carry_poses(poses, ref, ref_target, scale)
     ours_rgb = []
     t0 = time.perf_counter()
     for s in tqdm(range(0, len(poses), 16), desc="render", unit="batch"):
-        r = render_world(world, torch.as_tensor(poses[s:s + 16], device=device), torch.as_tensor(times[s:s + 16]),
-                         K, h, w, rcfg)
+        r = render_world(world, torch.as_tensor(world_poses[s:s + 16], device=device),
+                         torch.as_tensor(times[s:s + 16]), K, h, w, rcfg)
         ours_rgb.append(r.rgb.cpu().numpy())
     render_s = time.perf_counter() - t0
     rgb = np.concatenate(ours_rgb)
     psnrs = [psnr(a, b) for a, b in zip(rgb, gt_rgb, strict=True)]
-
-    out.mkdir(parents=True, exist_ok=True)
-    video = out / "demo.mp4"
-    tmp = out / ".demo.mp4.tmp.mp4"
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(oracle_cfg["fps"]), (2 * w, h))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write {tmp} with the mp4v codec")
-    for k in range(len(poses)):
-        left = _label(rgb[k], f"inspatio-sim  {psnrs[k]:.1f} dB  off {offsets[k]:.2f} m")
-        right = _label(gt_rgb[k], "oracle (pybullet)")
-        writer.write(cv2.cvtColor(np.concatenate([left, right], axis=1), cv2.COLOR_RGB2BGR))
-    writer.release()
-    tmp.replace(video)
+    source = "reconstructed from video" if report else "ground-truth Scene"
+    video_out = write_video(
+        (np.concatenate([_label(rgb[k], f"inspatio-sim  {psnrs[k]:.1f} dB  off {offsets[k]:.2f} m"),
+                         _label(gt_rgb[k], "oracle (pybullet)")], axis=1) for k in range(len(poses))),
+        out / "demo.mp4", float(oracle_cfg["fps"]))
     metrics = {
-        "frames": len(poses), "resolution": [w, h], "device": device,
+        "frames": len(poses), "resolution": [w, h], "device": device, "world_source": source,
         "psnr_mean": float(np.mean(psnrs)), "psnr_min": float(np.min(psnrs)),
         "render_fps": len(poses) / render_s, "oracle_fps": len(poses) / oracle_s,
         "max_offset_m": float(offsets.max()), "psnr_per_frame": psnrs, "offset_per_frame": offsets.tolist(),
+        "reconstruction": report,
     }
     (out / "demo_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"demo: {len(poses)} frames {w}x{h}, PSNR mean {metrics['psnr_mean']:.2f} dB "
+    print(f"demo: World {source}; {len(poses)} frames {w}x{h}, PSNR mean {metrics['psnr_mean']:.2f} dB "
           f"(min {metrics['psnr_min']:.2f}), render {metrics['render_fps']:.0f} frames/s "
-          f"vs oracle {metrics['oracle_fps']:.1f} -> {video}")
+          f"vs oracle {metrics['oracle_fps']:.1f} -> {video_out}")
     return metrics

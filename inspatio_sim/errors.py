@@ -29,3 +29,7 @@ class ConfigError(InSpatioError):
 
 class ActionError(InSpatioError):
     """An action batch has the wrong shape, dtype or non-finite values."""
+
+
+class ReconError(InSpatioError):
+    """A video cannot be reconstructed (unreadable, too short, static camera, textureless, ...)."""

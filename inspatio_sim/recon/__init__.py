@@ -1,0 +1,1 @@
+"""Video -> Scene reconstruction: frames, structure-from-motion, gravity and scale, dense depth, dynamic masks."""
