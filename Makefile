@@ -32,10 +32,14 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/inspatio-sim bench render
 	$(BIN)/inspatio-sim bench env
+	$(BIN)/inspatio-sim bench recon
+	$(BIN)/inspatio-sim bench ros
 
 bench-quick: $(STAMP)
 	$(BIN)/inspatio-sim bench render --quick
 	$(BIN)/inspatio-sim bench env --quick
+	$(BIN)/inspatio-sim bench recon --quick
+	$(BIN)/inspatio-sim bench ros --quick
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
