@@ -58,7 +58,7 @@ class ReconConfig:
     hfov_deg: float | None = None
     camera_height: float = 1.5
     scale: float | None = None
-    mapper: str = "global"
+    mapper: str = "auto"
     matcher: str = "sequential"
     overlap: int = 10
     vocab_tree: str | None = None
@@ -112,7 +112,7 @@ def reconstruct(source: str | Path, output: str | Path, cfg: DictConfig | dict[s
         force: Recompute structure-from-motion even when cached.
         progress: Stage messages and progress bars.
     """
-    node = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    node = OmegaConf.to_container(cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg)), resolve=True)
     rc = to_dataclass(ReconConfig, node, "recon")
     rc.validate()
     mvs_cfg = to_dataclass(MVSConfig, node.get("mvs", {}), "recon.mvs")
@@ -193,7 +193,8 @@ def format_report(r: dict[str, Any]) -> str:
     """A short human-readable summary of a reconstruction report."""
     lines = [
         f"reconstructed {r['source']}: {r['registered_frames']}/{r['input_frames']} frames registered "
-        f"({r['frame_size'][0]}x{r['frame_size'][1]}), reprojection error {r['reprojection_error_px']:.2f} px",
+        f"({r['frame_size'][0]}x{r['frame_size'][1]}), {r['mapper']} mapper, reprojection error "
+        f"{r['reprojection_error_px']:.2f} px",
         f"  focal {r['focal_px']:.1f} px ({r['intrinsics']}), scale {r['scale_origin']}, ground plane "
         f"{'found' if r['ground_found'] else 'NOT found'}, median camera height {r['camera_height_m']:.2f} m",
         f"  depth on {r['depth_valid_fraction']:.0%} of pixels, dynamic {r['dynamic_fraction']:.2%} of pixels",
@@ -271,6 +272,8 @@ def _report(source: str | Path, fs: FrameSet, sfm: SfMResult, align: Any, depth:
         "focal_px": float(sfm.K[0, 0]),
         "intrinsics": "given" if intrinsics_given else "estimated",
         "reprojection_error_px": float(sfm.reprojection_error),
+        "mapper": sfm.mapper,
+        "mapper_scores": sfm.mapper_scores,
         "sparse_points": len(sfm.points),
         "sfm_cached": bool(sfm.cached),
         "scale_origin": align.scale_origin,

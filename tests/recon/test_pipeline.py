@@ -17,7 +17,8 @@ from inspatio_sim.scene import Scene
 from inspatio_sim.scene_source import load_scene
 from inspatio_sim.video_io import write_video
 
-SCENE = ["scene=small", "scene.oracle.width=160", "scene.oracle.height=120", "scene.oracle.num_frames=40"]
+SCENE = ["scene.oracle.width=240", "scene.oracle.height=180"]
+"""The room's 60-frame path at 240x180. At 160x120 structure-from-motion itself gets fragile (see the README)."""
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +45,15 @@ def test_reconstruction_matches_ground_truth(reconstruction):
     assert (out / "report.json").exists()
     idx = np.rint((scene.timestamps - scene.timestamps[0]) * gt.meta.fps).astype(int)
     m = evaluate(scene, gt, idx)
-    # 160x120 is a quarter of the benchmark's pixels; bounds are about 2x the values measured at this size
+    # measured at this size over 3 runs: ATE 0.26-0.30 %, rel. rotation 0.11 deg, focal error < 0.25 %, scale error
+    # 2-4 %, depth AbsRel 0.013-0.027 on 89 % of static pixels, dynamic IoU 0.59-0.66; bounds leave about 2x margin
     assert m["registered_fraction"] >= 0.95
-    assert m["ate_percent_path"] < 2.0
-    assert m["rel_rot_err_deg"] < 0.6
-    assert m["focal_error_percent"] < 3.0
-    assert m["scale_error_percent"] < 20.0
-    assert m["depth_absrel"] < 0.15 and m["depth_valid_fraction"] > 0.5
+    assert m["ate_percent_path"] < 0.6
+    assert m["rel_rot_err_deg"] < 0.25
+    assert m["focal_error_percent"] < 1.0
+    assert m["scale_error_percent"] < 8.0
+    assert m["depth_absrel"] < 0.05 and m["depth_delta125"] > 0.97 and m["depth_valid_fraction"] > 0.75
+    assert m["dynamic_iou"] > 0.3
     # gravity: the reconstructed cameras look roughly horizontal like the oracle's, at the configured height
     assert abs(np.median(scene.poses[:, 2, 3]) - np.median(gt.poses[:, 2, 3])) < 0.05
     up = -scene.poses[:, :3, 1].mean(axis=0)
