@@ -125,7 +125,7 @@ def run_demo(cfg: DictConfig) -> dict[str, Any]:
     render_s = time.perf_counter() - t0
     rgb = np.concatenate(ours_rgb)
     psnrs = [psnr(a, b) for a, b in zip(rgb, gt_rgb, strict=True)]
-    source = "reconstructed from video" if report else "ground-truth Scene"
+    source = "reconstructed from video" if report else "from the ground-truth Scene"
     video_out = write_video(
         (np.concatenate([_label(rgb[k], f"inspatio-sim  {psnrs[k]:.1f} dB  off {offsets[k]:.2f} m"),
                          _label(gt_rgb[k], "oracle (pybullet)")], axis=1) for k in range(len(poses))),

@@ -140,6 +140,8 @@ def run_sfm(images: np.ndarray, K: np.ndarray | None, options: SfMOptions, workd
         for name, m in zip(names, masks, strict=True):  # COLMAP: zero pixels are ignored, mask named IMAGE.png
             cv2.imwrite(str(mask_dir / f"{name}.png"), np.where(m, 0, 255).astype(np.uint8))
     pycolmap.set_random_seed(int(options.seed))
+    # COLMAP logs every step to stderr; keep warnings and errors unless debugging
+    pycolmap.logging.minloglevel = 0 if log.isEnabledFor(logging.DEBUG) else 1
     seconds: dict[str, float] = {}
     device = pycolmap.Device.cpu
 
