@@ -15,7 +15,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,37 +46,46 @@ clips at 160x120: a pure rotation gave 2 points per frame (extent/depth 0.035), 
 
 @dataclass
 class ReconConfig:
-    """Top-level ``recon.*`` keys (see ``configs/recon/default.yaml``); ``mvs`` and ``dynamic`` are sub-nodes."""
+    """The ``recon.*`` keys (see ``configs/recon/default.yaml``). They are flat in the YAML; frame-sampling keys go to
+    :class:`FrameSelection`, pycolmap keys to :class:`SfMOptions`, the ``mvs`` and ``dynamic`` nodes to their stages'
+    configs, and the rest are fields here."""
 
-    stride: int = 1
-    fps: float | None = None
-    start: float = 0.0
-    end: float | None = None
-    max_frames: int = 300
-    max_size: int = 640
+    frames: FrameSelection = field(default_factory=FrameSelection)
+    sfm: SfMOptions = field(default_factory=SfMOptions)
+    mvs: MVSConfig = field(default_factory=MVSConfig)
+    dynamic: DynamicConfig = field(default_factory=DynamicConfig)
     intrinsics: str | None = None
     hfov_deg: float | None = None
     camera_height: float = 1.5
     scale: float | None = None
-    mapper: str = "auto"
-    matcher: str = "sequential"
-    overlap: int = 10
-    vocab_tree: str | None = None
-    max_features: int = 4096
     min_registered: float = 0.5
-    seed: int = 0
 
-    def selection(self) -> FrameSelection:
-        return FrameSelection(stride=self.stride, fps=self.fps, start=self.start, end=self.end,
-                              max_frames=self.max_frames, max_size=self.max_size)
-
-    def sfm(self) -> SfMOptions:
-        return SfMOptions(mapper=self.mapper, matcher=self.matcher, overlap=self.overlap, vocab_tree=self.vocab_tree,
-                          max_features=self.max_features, seed=self.seed)
+    @classmethod
+    def from_node(cls, node: DictConfig | dict[str, Any]) -> ReconConfig:
+        """Build from the ``recon`` config node; unknown keys raise :class:`ConfigError`."""
+        data = OmegaConf.to_container(node if isinstance(node, DictConfig) else OmegaConf.create(dict(node)),
+                                      resolve=True)
+        own = {f.name for f in fields(cls)} - {"frames", "sfm", "mvs", "dynamic"}
+        parts: dict[type, dict[str, Any]] = {FrameSelection: {}, SfMOptions: {}, cls: {}}
+        for key, value in data.items():
+            if key in ("mvs", "dynamic"):
+                continue
+            target = next((c for c in (FrameSelection, SfMOptions) if key in {f.name for f in fields(c)}),
+                          cls if key in own else None)
+            if target is None:
+                raise ConfigError(f"unknown key recon.{key}")
+            parts[target][key] = value
+        rc = cls(frames=FrameSelection(**parts[FrameSelection]), sfm=SfMOptions(**parts[SfMOptions]),
+                 mvs=to_dataclass(MVSConfig, data.get("mvs", {}), "recon.mvs"),
+                 dynamic=to_dataclass(DynamicConfig, data.get("dynamic", {}), "recon.dynamic"), **parts[cls])
+        rc.validate()
+        return rc
 
     def validate(self) -> None:
-        self.selection().validate()
-        self.sfm().validate()
+        self.frames.validate()
+        self.sfm.validate()
+        self.mvs.validate()
+        self.dynamic.validate()
         if not 0 < float(self.min_registered) <= 1:
             raise ConfigError(f"recon.min_registered must be in (0, 1], got {self.min_registered}")
         if not float(self.camera_height) > 0:
@@ -112,13 +121,7 @@ def reconstruct(source: str | Path, output: str | Path, cfg: DictConfig | dict[s
         force: Recompute structure-from-motion even when cached.
         progress: Stage messages and progress bars.
     """
-    node = OmegaConf.to_container(cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg)), resolve=True)
-    rc = to_dataclass(ReconConfig, node, "recon")
-    rc.validate()
-    mvs_cfg = to_dataclass(MVSConfig, node.get("mvs", {}), "recon.mvs")
-    mvs_cfg.validate()
-    dyn_cfg = to_dataclass(DynamicConfig, node.get("dynamic", {}), "recon.dynamic")
-    dyn_cfg.validate()
+    rc = ReconConfig.from_node(cfg)
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise ReconError(f"output '{output}' exists and is not a directory")
@@ -131,7 +134,7 @@ def reconstruct(source: str | Path, output: str | Path, cfg: DictConfig | dict[s
         return time.perf_counter()
 
     t0 = stage("decode", f"reading {source}")
-    fs = read_frames(source, rc.selection(), progress=progress)
+    fs = read_frames(source, rc.frames, progress=progress)
     seconds["decode"] = time.perf_counter() - t0
     w, h = fs.size
     K_known = _known_intrinsics(rc, fs)
@@ -142,7 +145,7 @@ def reconstruct(source: str | Path, output: str | Path, cfg: DictConfig | dict[s
     seconds["motion_check"] = time.perf_counter() - t0
 
     t0 = stage("sfm", f"structure-from-motion on {len(fs.images)} frames {w}x{h}")
-    sfm = run_sfm(fs.images, K_known, rc.sfm(), out / ".cache", force=force, progress=progress)
+    sfm = run_sfm(fs.images, K_known, rc.sfm, out / ".cache", force=force, progress=progress)
     seconds["sfm"] = time.perf_counter() - t0
     n_in, n_reg = len(fs.images), len(sfm.registered)
     if n_reg < max(3, rc.min_registered * n_in):
@@ -153,18 +156,18 @@ def reconstruct(source: str | Path, output: str | Path, cfg: DictConfig | dict[s
 
     t0 = stage("align", "gravity, metric scale (camera height) and heading")
     align = align_to_gravity(sfm.poses, sfm.points, float(rc.camera_height), rc.scale,
-                             np.random.default_rng(int(rc.seed)))
+                             np.random.default_rng(int(rc.sfm.seed)))
     poses = align.apply_poses(sfm.poses)
     sparse = [np.column_stack([o[:, :2], o[:, 2] * align.scale]).astype(np.float32) for o in sfm.observations]
     seconds["align"] = time.perf_counter() - t0
 
     frames = fs.images[sfm.registered]
     t0 = stage("depth", f"plane-sweep multi-view stereo on {device}")
-    depth, confidence = estimate_depth(frames, sfm.K, poses, sparse, mvs_cfg, device=device, progress=progress)
+    depth, confidence = estimate_depth(frames, sfm.K, poses, sparse, rc.mvs, device=device, progress=progress)
     seconds["depth"] = time.perf_counter() - t0
 
     t0 = stage("dynamic", "moving-object masks (optical flow vs. camera motion)")
-    dynamic = dynamic_masks(frames, depth, sfm.K, poses, dyn_cfg, confidence=confidence, progress=progress)
+    dynamic = dynamic_masks(frames, depth, sfm.K, poses, rc.dynamic, confidence=confidence, progress=progress)
     seconds["dynamic"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - t_all
 

@@ -107,3 +107,5 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["reconstruct", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "o"), "recon.mapper=x"]) == 2
     assert "recon.mapper" in capsys.readouterr().err
+    assert main(["reconstruct", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "o"), "+recon.bogus=1"]) == 2
+    assert "recon.bogus" in capsys.readouterr().err
