@@ -1,23 +1,21 @@
-"""Build a Simulator for the environments from keyword arguments and the hydra configuration.
+"""The environments' keyword arguments -> hydra overrides -> :func:`inspatio_sim.assemble.build_simulator`.
 
-Worlds are cached per process (keyed by the composed scene and world configuration and the device), so
-``SyncVectorEnv`` of many single environments, or several environments over the same video, build the World once.
+Worlds are shared per process while in use (see :mod:`inspatio_sim.assemble`): ``SyncVectorEnv`` of many single
+environments, or several environments over the same video, build the World once; closing the last environment
+that uses a World releases it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from dataclasses import dataclass, field
+from typing import Any
 
-from omegaconf import OmegaConf
-
-from inspatio_sim.config import compose, to_dataclass
-from inspatio_sim.control import ESCMConfig
-from inspatio_sim.render import RenderConfig
-from inspatio_sim.scene_source import load_scene
-from inspatio_sim.simulator import CameraConfig, Simulator
-from inspatio_sim.world import World, WorldConfig, build_world
-
-_WORLDS: dict[str, World] = {}
+from inspatio_sim.assemble import build_simulator
+from inspatio_sim.config import compose
+from inspatio_sim.errors import ConfigError
+from inspatio_sim.simulator import Simulator
 
 
 @dataclass
@@ -26,10 +24,11 @@ class SimulatorSpec:
 
     Attributes:
         world: A Scene directory or ``.npz`` (``None``: the bundled oracle scene, or ``scene.path`` in overrides).
-        action_model: ``ground``, ``fly`` or ``discrete`` (``control.action_model``).
+        action_model: ``ground``, ``fly``, ``discrete`` or ``robot`` (``control.action_model``).
         width, height, hfov_deg: Output camera (``render.camera.*``); ``None`` keeps the configured value.
         depth: Add a ``depth`` observation.
-        device: Torch device of the World, the renderer and (with ``torch_obs``) the observations.
+        device: Torch device of the World, the renderer and (with ``torch_obs``) the observations (``None``: the
+            configured ``device``, ``cpu`` by default).
         overrides: Extra hydra overrides (``key=value``), e.g. ``["control.radius=0.3", "scene=courtyard"]``.
     """
 
@@ -39,8 +38,26 @@ class SimulatorSpec:
     height: int | None = None
     hfov_deg: float | None = None
     depth: bool = False
-    device: str = "cpu"
+    device: str | None = None
     overrides: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any], accepted: tuple[str, ...] = ()) -> SimulatorSpec:
+        """The spec of an environment's keyword arguments; unknown names raise one :class:`ConfigError` line.
+
+        ``accepted`` names the environment's own arguments, listed in the message next to the spec's fields.
+        """
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(kwargs) - set(names))
+        if unknown:
+            known = sorted({*names, *accepted})
+            hints = [f"'{k}' (did you mean '{m[0]}'?)" if (m := difflib.get_close_matches(k, known, 1)) else f"'{k}'"
+                     for k in unknown]
+            raise ConfigError(f"unknown environment argument(s) {', '.join(hints)}; the arguments are "
+                              f"{', '.join(known)}")
+        if isinstance(kwargs.get("overrides"), str):
+            raise ConfigError("overrides must be a list of 'key=value' strings, got one string")
+        return cls(**kwargs)
 
 
 def make_simulator(spec: SimulatorSpec, num_agents: int) -> Simulator:
@@ -52,11 +69,4 @@ def make_simulator(spec: SimulatorSpec, num_agents: int) -> Simulator:
                        ("render.camera.height", spec.height), ("render.camera.hfov_deg", spec.hfov_deg)):
         if value is not None:
             overrides.append(f"{key}={value}")
-    cfg = compose(overrides)
-    key = OmegaConf.to_yaml({"scene": cfg.scene, "world": cfg.world, "device": spec.device})
-    if key not in _WORLDS:
-        _WORLDS[key] = build_world(load_scene(cfg.scene), to_dataclass(WorldConfig, cfg.world, "world"),
-                                   device=spec.device)
-    camera = to_dataclass(CameraConfig, cfg.render.camera, "render.camera")
-    return Simulator(_WORLDS[key], num_agents, control=to_dataclass(ESCMConfig, cfg.control, "control"),
-                     render=to_dataclass(RenderConfig, cfg.render, "render"), camera=camera)
+    return build_simulator(compose(overrides), num_agents, device=spec.device)

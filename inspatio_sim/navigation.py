@@ -45,10 +45,12 @@ class NavGrid:
         return self.origin + (np.asarray(ij) + 0.5) * self.cell
 
     def distance_map(self, goal_xy: np.ndarray) -> np.ndarray:
-        """Geodesic distance (metres) from every cell to the goal's cell, ``inf`` where unreachable ``(X, Y)``."""
+        """Geodesic distance (metres) from every cell to the goal's cell, ``inf`` where unreachable ``(X, Y)``.
+
+        ``goal_xy`` is one point ``(2,)`` or several ``(N, 2)`` (then: the distance to the nearest of them)."""
         costs = np.where(self.traversable, 1.0, np.inf)
-        (ij,), _ = self.cell_of(np.asarray(goal_xy)[None])
-        dist, _ = MCP_Geometric(costs, fully_connected=True).find_costs([tuple(ij)])
+        ij, _ = self.cell_of(np.asarray(goal_xy, dtype=np.float64).reshape(-1, 2))
+        dist, _ = MCP_Geometric(costs, fully_connected=True).find_costs([tuple(c) for c in ij])
         return np.where(np.isfinite(dist), dist * self.cell, np.inf)
 
     def geodesic(self, distance_map: np.ndarray, xy: np.ndarray) -> np.ndarray:

@@ -2,9 +2,10 @@
 
 Everything the Gymnasium environments and the ROS node need, nothing Gymnasium- or ROS-specific. Start poses are
 drawn from the recorded camera path (random frame, random heading, small offset), kept only where the camera
-sphere is clear of geometry and inside the trusted region (for the ``robot`` model: a random place where the robot
-body fits on the floor, see :meth:`RobotFleet.start_cells`); every random choice comes from the caller's seeded
-``numpy.random.Generator``.
+sphere is clear of geometry and inside the trusted region, else the nearest such place found by a scan of the grid;
+a World with no such place raises :class:`~inspatio_sim.errors.WorldError` (for the ``robot`` model: a random
+place where the robot body fits on the floor, see :meth:`RobotFleet.start_cells`). Every random choice comes from
+the caller's seeded ``numpy.random.Generator``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from scipy.spatial.transform import Rotation
 
 from inspatio_sim.control import ESCM, ESCMConfig, StepOutcome
 from inspatio_sim.conventions import intrinsics_from_fov
-from inspatio_sim.errors import ConfigError
+from inspatio_sim.errors import ConfigError, WorldError
 from inspatio_sim.render import RenderConfig, RenderOutput, render_world
 from inspatio_sim.world import World
 
@@ -64,6 +65,7 @@ class Simulator:
         self.device = world.device
         self.K = intrinsics_from_fov(self.camera.width, self.camera.height, self.camera.hfov_deg)
         self.time = torch.zeros(num_agents, dtype=torch.float64, device=self.device)
+        self._start_positions: np.ndarray | None = None
 
     @property
     def dt(self) -> float:
@@ -74,27 +76,78 @@ class Simulator:
         return self.escm.camera_poses()
 
     def sample_start_poses(self, count: int, rng: np.random.Generator) -> torch.Tensor:
-        """``(count, 4, 4)`` start poses near the recorded path, clear of geometry and in the trusted region."""
+        """``(count, 4, 4)`` start poses ``T_world_camera``, clear of geometry and in the trusted region.
+
+        Near the recorded path: up to :data:`START_TRIES` draws of a random recorded frame, a random heading and a
+        random horizontal offset of up to 0.3 m; when none is clear, the clear position nearest to a random
+        recorded camera (see :meth:`start_positions`). The check uses the position the ESCM will place the camera
+        at (ground-following models: ``camera_height`` above the ground). The ``robot`` model places its body with
+        :meth:`RobotFleet.sample_start_pose`.
+
+        Raises:
+            WorldError: No position in this World is clear of geometry and trusted.
+        """
         if self.escm.robot is not None:
             robot = self.escm.robot
             poses = np.stack([robot.sample_start_pose(rng) for _ in range(count)])
             return torch.as_tensor(poses, dtype=torch.float32, device=self.device)
-        occ = self.world.occupancy
-        cfg = self.escm.config
         path = self.world.poses.cpu().numpy().astype(np.float64)
         out = np.zeros((count, 4, 4))
         for k in range(count):
-            for attempt in range(START_TRIES):
+            for _ in range(START_TRIES):
                 T = path[rng.integers(path.shape[0])].copy()
                 T[:3, :3] = Rotation.from_euler("z", rng.uniform(-math.pi, math.pi)).as_matrix() @ T[:3, :3]
-                if attempt < START_TRIES - 1:
-                    T[:3, 3] += np.r_[rng.uniform(-0.3, 0.3, 2), 0.0]
-                p = torch.as_tensor(T[None, :3, 3], dtype=torch.float32, device=self.device)
-                clear = occ.sdf_at(p) > cfg.radius + occ.voxel
-                if bool(clear[0] & occ.is_trusted(p)[0]):
+                T[:3, 3] = self._placed(T[None, :3, 3] + np.r_[rng.uniform(-0.3, 0.3, 2), 0.0])[0]
+                if self.clear(T[None, :3, 3])[0]:
                     break
+            else:  # the nearest clear position to a random recorded camera
+                candidates = self.start_positions()
+                T = path[rng.integers(path.shape[0])].copy()
+                T[:3, :3] = Rotation.from_euler("z", rng.uniform(-math.pi, math.pi)).as_matrix() @ T[:3, :3]
+                T[:3, 3] = candidates[np.argmin(np.linalg.norm(candidates - T[:3, 3], axis=1))]
             out[k] = T
         return torch.as_tensor(out, dtype=torch.float32, device=self.device)
+
+    def clear(self, positions: np.ndarray) -> np.ndarray:
+        """Whether camera centres ``positions (N, 3)`` (world metres) may start an episode ``(N,)`` bool: the camera
+        sphere (``control.radius``, plus one voxel of margin) is clear of geometry and the centre is trusted."""
+        occ = self.world.occupancy
+        p = torch.as_tensor(np.asarray(positions).reshape(-1, 3), dtype=torch.float32, device=self.device)
+        ok = (occ.sdf_at(p) > self.escm.config.radius + occ.voxel) & occ.is_trusted(p)
+        return ok.cpu().numpy()
+
+    def start_positions(self) -> np.ndarray:
+        """``(M, 3)`` float64 every camera centre on the occupancy grid that passes :meth:`clear`: voxel centres
+        for ``fly``, each grid column at ``camera_height`` above the ground for the ground-following models.
+
+        Raises:
+            WorldError: There is none (the World has no trusted free space wider than the camera sphere).
+        """
+        if self._start_positions is None:
+            occ = self.world.occupancy
+            axes = [occ.origin[i] + (np.arange(n) + 0.5) * occ.voxel for i, n in enumerate(occ.shape)]
+            if self.escm.config.action_model == "fly":
+                grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+            else:
+                xy = np.stack(np.meshgrid(axes[0], axes[1], indexing="ij"), -1).reshape(-1, 2)
+                grid = self._placed(np.c_[xy, np.zeros(len(xy))])
+            ok = np.concatenate([self.clear(chunk) for chunk in np.array_split(grid, max(1, len(grid) // 500_000))])
+            if not ok.any():
+                raise WorldError(
+                    f"no start pose: no place in this World is both trusted and clear of geometry for a camera sphere "
+                    f"of radius {self.escm.config.radius} m (control.radius); lower control.radius or "
+                    "world.trusted_min_views, or record more views of the free space")
+            self._start_positions = grid[ok]
+        return self._start_positions
+
+    def _placed(self, positions: np.ndarray) -> np.ndarray:
+        """Where the ESCM puts camera centres ``positions (N, 3)`` on reset: unchanged for ``fly``, else moved
+        vertically to ``camera_height`` above the ground plane."""
+        p = np.array(positions, dtype=np.float64).reshape(-1, 3)
+        ground = self.world.ground
+        if self.escm.config.action_model != "fly" and ground is not None:
+            p[:, 2] += self.escm.config.camera_height - ground.height(p) / ground.normal[2]
+        return p
 
     def reset(self, mask: torch.Tensor | None, rngs: list[np.random.Generator]) -> None:
         """Re-draw start poses (agent ``i`` from ``rngs[i]``) and zero the time of the agents in ``mask (B,)``
@@ -138,3 +191,11 @@ class Simulator:
     def heading(self) -> torch.Tensor:
         """``(B,)`` yaw of the agents' bodies (radians, world frame, 0 = +x, counter-clockwise)."""
         return self.escm.euler[:, 2]
+
+    def close(self) -> None:
+        """Release what the Simulator holds outside Python's memory: the ``robot`` model's pybullet client.
+
+        The World is shared (:mod:`inspatio_sim.assemble`) and released when no Simulator references it.
+        """
+        if self.escm.robot is not None:
+            self.escm.robot.close()

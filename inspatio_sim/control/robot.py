@@ -363,25 +363,46 @@ class RobotFleet:
         return self._start_cells
 
     def sample_start_pose(self, rng: np.random.Generator) -> np.ndarray:
-        """A camera pose ``(4, 4)`` (for :meth:`reset`) whose robot fits at a random start cell, random yaw."""
+        """A camera pose ``(4, 4)`` (for :meth:`reset`) whose robot fits at a random start cell, random yaw, with the
+        camera in trusted free space; after 64 draws, a random one of the (cell, heading in 10 degree steps) pairs
+        that have it.
+
+        Raises:
+            WorldError: No start cell fits the robot, or none has its camera in trusted free space.
+        """
         cells = self.start_cells()
         if len(cells) == 0:
             raise WorldError(f"no place in this World fits the robot ({self.config.urdf}, footprint radius "
                              f"{self.footprint_radius:.2f} m); try a smaller control.robot.scale")
-        off = self._camera_xy_offset()
-        occ, g = self.world.occupancy, self.world.ground
-        for _ in range(64):  # prefer a heading whose camera starts inside the trusted region
-            xy = cells[rng.integers(len(cells))]
-            yaw = rng.uniform(-math.pi, math.pi)
-            c, s = math.cos(yaw), math.sin(yaw)
-            T = np.eye(4)
-            T[:3, :3] = Rotation.from_euler("z", yaw).as_matrix() @ R_BODY_CAMERA
-            T[:2, 3] = xy + np.array([c * off[0] - s * off[1], s * off[0] + c * off[1]])
-            T[2, 3] = -(g.normal[0] * T[0, 3] + g.normal[1] * T[1, 3] + g.offset) / g.normal[2] + self.camera_height
-            cam = torch.as_tensor(T[None, :3, 3], dtype=torch.float32, device=occ.sdf.device)
-            if bool(occ.is_trusted(cam)[0]) and float(occ.sdf_at(cam)[0]) > 0:
-                break
+        for _ in range(64):
+            T = self._start_camera(cells[rng.integers(len(cells))][None], np.array([rng.uniform(-math.pi, math.pi)]))
+            if self._camera_ok(T)[0]:
+                return T[0]
+        yaws = np.deg2rad(np.arange(-180.0, 180.0, 10.0))
+        xy, yaw = np.repeat(cells, len(yaws), 0), np.tile(yaws, len(cells))
+        T = self._start_camera(xy, yaw)
+        ok = np.flatnonzero(self._camera_ok(T))
+        if ok.size == 0:
+            raise WorldError(f"the robot ({self.config.urdf}) fits in this World, but from none of its places does "
+                             "its camera stand in trusted free space; check control.robot.camera_offset")
+        return T[ok[rng.integers(ok.size)]]
+
+    def _start_camera(self, xy: np.ndarray, yaw: np.ndarray) -> np.ndarray:
+        """Camera poses ``(N, 4, 4)`` of robots at rest on the ground plane with base at ``xy (N, 2)``, ``yaw (N,)``."""
+        off, g = self._camera_xy_offset(), self.world.ground
+        c, s = np.cos(yaw), np.sin(yaw)
+        T = np.tile(np.eye(4), (len(xy), 1, 1))
+        T[:, :3, :3] = Rotation.from_euler("z", yaw).as_matrix() @ R_BODY_CAMERA
+        T[:, :2, 3] = xy + np.stack([c * off[0] - s * off[1], s * off[0] + c * off[1]], 1)
+        ground = -(g.normal[0] * T[:, 0, 3] + g.normal[1] * T[:, 1, 3] + g.offset) / g.normal[2]
+        T[:, 2, 3] = ground + self.camera_height
         return T
+
+    def _camera_ok(self, T: np.ndarray) -> np.ndarray:
+        """Whether the cameras of poses ``T (N, 4, 4)`` are in trusted free space ``(N,)`` bool."""
+        occ = self.world.occupancy
+        cam = torch.as_tensor(T[:, :3, 3], dtype=torch.float32, device=occ.sdf.device)
+        return (occ.is_trusted(cam) & (occ.sdf_at(cam) > 0)).cpu().numpy()
 
     # -- stepping ------------------------------------------------------------------------------------------------
     def step(self, speed: np.ndarray, yaw_rate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -38,24 +38,14 @@ def simulator_from_config(cfg: DictConfig, dt: float | None = None, device: str 
         SceneError: The Scene (``scene.path``) is missing or invalid.
         ConfigError: The action model is not ``ground``/``fly`` or another key is invalid.
     """
+    from inspatio_sim.assemble import build_simulator
     from inspatio_sim.control import ESCMConfig
-    from inspatio_sim.render import RenderConfig
-    from inspatio_sim.scene_source import load_scene
-    from inspatio_sim.simulator import CameraConfig
-    from inspatio_sim.world import WorldConfig, build_world
 
     control = to_dataclass(ESCMConfig, cfg.control, "control")
     if control.action_model not in ("ground", "fly"):
         raise ConfigError(f"the ROS node maps cmd_vel (Twist) to control.action_model=ground or fly, "
                           f"not '{control.action_model}'")
-    if dt is not None:
-        control.dt = float(dt)
-    camera = to_dataclass(CameraConfig, cfg.render.camera, "render.camera")
-    render = to_dataclass(RenderConfig, cfg.render, "render")
-    world_cfg = to_dataclass(WorldConfig, cfg.world, "world")
-    scene = load_scene(cfg.scene, progress=False)
-    world = build_world(scene, world_cfg, device=device or cfg.device)
-    return Simulator(world, 1, control=control, render=render, camera=camera)
+    return build_simulator(cfg, 1, device=device, dt=dt)
 
 
 def _set_threads(settings: M.RosSettings) -> int:

@@ -3,9 +3,11 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
+from gymnasium.vector import AutoresetMode
 
 import envs
-from inspatio_sim.errors import ActionError, ConfigError
+from envs.errors import ResetNeededError
+from inspatio_sim.errors import ActionError, ConfigError, InSpatioError
 
 SMALL = {"overrides": ["scene=small"], "width": 32, "height": 24}
 
@@ -59,49 +61,104 @@ def test_native_vector_env_matches_single_envs(model):
 
 def test_next_step_autoreset_and_partial_reset():
     vec = gym.make_vec("InSpatio/VideoWorld-v0", num_envs=2, max_episode_steps=3, **SMALL)
-    _obs0, _info0 = vec.reset(seed=0)
+    _obs0, info0 = vec.reset(seed=0)
+    assert info0["_pose"].all() and info0["_time"].all() and "collided" not in info0
     act = np.array([[1.0, 0.0], [1.0, 0.0]], np.float32)
     for _ in range(2):
-        _, _, term, trunc, _ = vec.step(act)
-        assert not (term | trunc).any()
+        _, _, term, trunc, info = vec.step(act)
+        assert not (term | trunc).any() and info["_collided"].all()
     _, _, term, trunc, _ = vec.step(act)
     assert trunc.all() and not term.any()
     _obs, reward, term, trunc, info = vec.step(act)  # the reset step: action ignored, reward 0
     assert (reward == 0).all() and not (term | trunc).any()
-    assert (info["time"] == 0).all()
+    assert (info["time"] == 0).all() and info["_time"].all()
+    assert not info["_collided"].any() and not info["collided"].any()  # reset info: no step keys
     for _ in range(2):  # the new episode has its full 3 steps
         _, _, term, trunc, _ = vec.step(act)
         assert not (term | trunc).any()
     _, _, term, trunc, _ = vec.step(act)
     assert trunc.all()
     vec.step(act)
-    # partial reset: only env 1 goes back to a (new) start pose
+    # partial reset: only env 1 goes back to a (new) start pose; info describes env 1 only
     vec.step(act)
     pose_before = vec.unwrapped.sim.poses().clone()
     _, info = vec.reset(options={"reset_mask": np.array([False, True])})
     after = vec.unwrapped.sim.poses()
     assert torch.equal(after[0], pose_before[0]) and not torch.equal(after[1], pose_before[1])
-    assert info["time"][0] > 0 and info["time"][1] == 0
+    assert info["_time"].tolist() == [False, True] and info["time"][1] == 0
+    np.testing.assert_array_equal(info["pose"][1], after[1].numpy())
+    assert vec.unwrapped.sim.time[0] > 0
+    with pytest.raises(ConfigError, match="reset_mask"):
+        vec.reset(options={"reset_mask": np.array([0, 1])})
+    with pytest.raises(ConfigError, match="at least one"):
+        vec.reset(options={"reset_mask": np.zeros(2, bool)})
 
 
-def test_same_step_autoreset_reports_final_observation():
+def test_same_step_autoreset_reports_final_observation_and_info_of_the_new_episode():
     vec = gym.make_vec("InSpatio/VideoWorld-v0", num_envs=2, max_episode_steps=2, autoreset_mode="same_step",
                        **SMALL)
+    sim = vec.unwrapped.sim
     vec.reset(seed=0)
-    vec.step(np.zeros((2, 2), np.float32))
-    obs, _, _, trunc, info = vec.step(np.array([[1.0, 0.0], [1.0, 0.0]], np.float32))
-    assert trunc.all() and "final_obs" in info
-    assert (info["time"] == 0).all() or (vec.unwrapped.sim.time == 0).all()
-    assert not np.array_equal(info["final_obs"]["rgb"], obs["rgb"])
+    obs, *_ = vec.step(np.zeros((2, 2), np.float32))
+    vec.reset(options={"reset_mask": np.array([False, True])})  # env 1 now ends one step after env 0
+    act = np.array([[1.0, 0.0], [1.0, 0.0]], np.float32)
+    last = sim.observe().rgb.numpy()  # what env 0 sees before its ending step ...
+    obs, _, _, trunc, info = vec.step(act)
+    assert trunc.tolist() == [True, False]
+    assert info["_final_obs"].tolist() == [True, False] and info["_final_info"].tolist() == [True, False]
+    assert info["final_obs"][1] is None and set(info["final_obs"][0]) == {"rgb"}
+    assert not np.array_equal(info["final_obs"][0]["rgb"], last[0])  # ... it moved, then ended
+    assert info["final_info"]["time"][0] == pytest.approx(2 * sim.dt) and info["final_info"]["_collided"][0]
+    assert not info["final_info"]["_time"][1]
+    # info describes the returned observation: env 0's new episode (time 0, reset info), env 1's step
+    assert info["time"].tolist() == pytest.approx([0.0, sim.dt]) and info["_time"].all()
+    assert info["_collided"].tolist() == [False, True]
+    np.testing.assert_array_equal(info["pose"], sim.poses().numpy())
+    np.testing.assert_array_equal(obs["rgb"], sim.observe().rgb.numpy())
+    assert not np.array_equal(info["final_obs"][0]["rgb"], obs["rgb"][0])
+    obs, _, _, trunc, info = vec.step(act)
+    assert trunc.tolist() == [False, True] and info["_final_obs"].tolist() == [False, True]
 
 
-def test_torch_observations_stay_on_the_device():
-    vec = gym.make_vec("InSpatio/PointNav-v0", num_envs=2, torch_obs=True, depth=True, **SMALL)
-    obs, _ = vec.reset(seed=1)
-    assert isinstance(obs["rgb"], torch.Tensor) and obs["rgb"].dtype == torch.uint8
-    assert obs["depth"].shape == (2, 24, 32, 1) and obs["pointgoal"].device.type == "cpu"
-    _, reward, _term, _trunc, _ = vec.step(torch.zeros(2, 2))
-    assert isinstance(reward, torch.Tensor) and reward.shape == (2,)
+def test_disabled_autoreset_refuses_to_step_an_ended_env_until_it_is_reset():
+    vec = gym.make_vec("InSpatio/VideoWorld-v0", num_envs=2, max_episode_steps=1, autoreset_mode="disabled",
+                       **SMALL)
+    assert vec.metadata["autoreset_mode"] == AutoresetMode.DISABLED
+    vec.reset(seed=0)
+    act = np.zeros((2, 2), np.float32)
+    _, _, _, trunc, info = vec.step(act)
+    assert trunc.all() and "final_obs" not in info
+    with pytest.raises(ResetNeededError, match="0, 1 ended"):
+        vec.step(act)
+    vec.reset(options={"reset_mask": np.array([True, False])})
+    with pytest.raises(ResetNeededError, match="env\\(s\\) 1 ended"):
+        vec.step(act)
+    vec.reset(options={"reset_mask": np.array([False, True])})
+    _, _, _, trunc, _ = vec.step(act)
+    assert trunc.all()
+
+
+def test_stepping_before_reset_or_after_close_raises_clearly():
+    vec = gym.make_vec("InSpatio/VideoWorld-v0", num_envs=2, **SMALL)
+    with pytest.raises(ResetNeededError, match="never reset") as e:
+        vec.step(np.zeros((2, 2), np.float32))
+    assert isinstance(e.value, gym.error.ResetNeeded) and isinstance(e.value, InSpatioError)
+    vec.reset(options={"reset_mask": np.array([True, False])})
+    with pytest.raises(ResetNeededError, match="env\\(s\\) 1 were never reset"):
+        vec.step(np.zeros((2, 2), np.float32))
+    vec.close()
+    with pytest.raises(gym.error.ClosedEnvironmentError, match="closed"):
+        vec.reset(seed=0)
+    single = gym.make("InSpatio/PointNav-v0", action_model="discrete", **SMALL)
+    with pytest.raises(gym.error.ResetNeeded):
+        single.step(1)
+    single.reset(seed=0)
+    _, _, term, _, info = single.step(0)  # discrete "stop" ends the episode
+    assert term and set(info) >= {"pose", "collided", "success"} and not any(k.startswith("_") for k in info)
+    with pytest.raises(ResetNeededError, match="ended"):
+        single.step(1)
+    single.reset()
+    single.step(1)
 
 
 def test_pointnav_spl_of_a_straight_line_episode():
