@@ -76,10 +76,7 @@ def test_discrete_steps(room):
     _, scene, world = room
     escm = ESCM(world, 1, ESCMConfig(action_model="discrete", pitch_limit_deg=25.0))
     escm.reset(start_poses(scene, 1))
-    p0, yaw0 = escm.position.clone(), escm.euler[0, 2].item()
-    out = escm.step(torch.tensor([1]))
-    if not out.collided.item():
-        assert (escm.position - p0)[0, :2].norm().item() == pytest.approx(0.25, abs=1e-4)
+    yaw0 = escm.euler[0, 2].item()
     escm.step(torch.tensor([2]))
     assert escm.euler[0, 2].item() == pytest.approx(yaw0 + math.radians(10.0), abs=1e-5)
     escm.step(torch.tensor([3]))
@@ -91,6 +88,46 @@ def test_discrete_steps(room):
     p1 = escm.position.clone()
     escm.step(torch.tensor([0]))
     assert torch.equal(escm.position, p1)
+
+
+def _sdf_ahead(world, position, yaw, distances):
+    """Signed distance at points ``distances`` (metres) ahead of ``position (3,)`` along heading ``yaw``."""
+    d = torch.as_tensor(distances, dtype=torch.float32)[:, None]
+    pts = position[None] + d * torch.tensor([math.cos(yaw), math.sin(yaw), 0.0])
+    return world.occupancy.sdf_at(pts)
+
+
+def test_discrete_forward_step_moves_its_length_when_clear_and_stops_at_the_radius_when_blocked(room):
+    oracle, scene, world = room
+    cfg = ESCMConfig(action_model="discrete", radius=0.25, forward_step=0.25)
+    escm = ESCM(world, 1, cfg)
+    escm.reset(start_poses(scene, 1))
+    p0 = escm.position[0].clone()
+    margin = cfg.radius + 2 * world.occupancy.voxel
+    yaws = np.deg2rad(np.arange(0, 360, 5))
+    clear = next(y for y in yaws if _sdf_ahead(world, p0, y, np.linspace(0, 0.3, 13)).min() > margin)
+    escm.euler[0, 2] = float(clear)
+    out = escm.step(torch.tensor([1]))
+    assert not out.collided.item()
+    assert (escm.position[0] - p0)[:2].norm().item() == pytest.approx(0.25, abs=1e-4)
+    # blocked: stand where the wall ahead is 0.1 m beyond the sphere's radius, then step 0.25 m towards it
+    ts = np.linspace(0, 4, 161)
+    for yaw in yaws:
+        sdf = _sdf_ahead(world, p0, yaw, ts).numpy()
+        near = np.flatnonzero(sdf < cfg.radius + 0.1)
+        if near.size and near[0] > 0 and (sdf[:near[0]] > margin).all():
+            break
+    else:
+        raise AssertionError("no wall ahead of the start in any direction")
+    pose = start_poses(scene, 1).clone()
+    pose[0, :2, 3] = p0[:2] + float(ts[near[0] - 1]) * torch.tensor([math.cos(yaw), math.sin(yaw)])
+    escm.reset(pose)
+    escm.euler[0, 2] = float(yaw)
+    before = escm.position[0].clone()
+    out = escm.step(torch.tensor([1]))
+    moved = (escm.position[0] - before)[:2].norm().item()
+    assert out.collided.item() and moved < 0.25 - 0.05
+    assert oracle.clearance(escm.position.double().numpy())[0] > cfg.radius - 0.005
 
 
 def test_fly_limits_speed_and_acceleration(room):
