@@ -246,15 +246,17 @@ def cut_clip(oracle_clip):
     return np.concatenate([gt.frames[:20], yard])
 
 
-def test_scene_cut_is_refused_naming_the_segments(cut_clip, oracle_clip, tmp_path):
+def test_scene_cut_is_refused_naming_the_segments(cut_clip, oracle_clip, tmp_path, capfd):
     frames = cut_clip
     _, _, cfg = oracle_clip
     with pytest.raises(ReconError, match="scene cut") as e:
-        reconstruct(_write(tmp_path, frames), tmp_path / "out", cfg.recon, progress=False)
+        reconstruct(_write(tmp_path, frames), tmp_path / "out", cfg.recon, progress=False, verbose=True)
     msg = str(e.value)
     assert "frames 0-19 (0.00-1.90 s)" in msg and "frames 20-47 (2.00-4.70 s)" in msg, msg
     assert "recon.on_cut=longest" in msg
     assert not (tmp_path / "out").exists()
+    # verbose (the CLI's -v): COLMAP's own log comes to the terminal (quiet otherwise, see the pure-rotation test)
+    assert any(GLOG_LINE.match(ln) for ln in capfd.readouterr().err.splitlines())
 
 
 def test_scene_cut_keeps_the_longest_segment_when_asked(cut_clip, tmp_path):
