@@ -75,3 +75,17 @@ def test_unwritable_folder_is_refused(tmp_path):
     finally:
         if os.geteuid() != 0:
             (tmp_path / "locked").chmod(0o700)
+
+
+def test_cli_commands_check_their_output_paths_first(tmp_path, capsys):
+    from inspatio_sim.cli import main
+
+    (tmp_path / "some_file").write_text("x")
+    bad = str(tmp_path / "some_file" / "out")
+    for argv, what in ((["oracle", "scene=tiny", "-o", bad], "-o"),
+                       (["oracle", "scene=tiny", "--video", bad + ".mp4"], "--video"),
+                       (["bench", "render", "--quick", "--out", bad], "--out")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"error: {what} '{bad}" in err and "is a file, not a directory" in err, err
+    assert _listing(tmp_path) == ["some_file"]
