@@ -45,8 +45,13 @@ def _cmd_config(args: argparse.Namespace, cfg: DictConfig) -> int:
 
 
 def _cmd_oracle(args: argparse.Namespace, cfg: DictConfig) -> int:
+    from inspatio_sim.paths import check_output_path
     from inspatio_sim.scene_source import oracle_scene, oracle_scene_path
 
+    if args.output:
+        check_output_path(args.output, "file" if str(args.output).endswith(".npz") else "dir", what="-o")
+    if args.video:
+        check_output_path(args.video, "file", what="--video")
     oracle = OmegaConf.to_container(cfg.scene.oracle, resolve=True)
     t0 = time.perf_counter()
     scene = oracle_scene(oracle)
@@ -112,6 +117,9 @@ def _cmd_record(args: argparse.Namespace, cfg: DictConfig) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace, cfg: DictConfig) -> int:
+    from inspatio_sim.paths import check_output_path
+
+    check_output_path(args.out, "dir", what="--out")
     runner: Callable[..., dict[str, float]] = importlib.import_module(f"inspatio_sim.bench.{args.name}_bench").run
     device = args.device or cfg.device
     metrics = runner(cfg, args.quick, device, args.out)

@@ -33,3 +33,7 @@ class ActionError(InSpatioError):
 
 class ReconError(InSpatioError):
     """A video cannot be reconstructed (unreadable, too short, static camera, textureless, ...)."""
+
+
+class OutputPathError(InSpatioError):
+    """An output path cannot be written (its parent is a file, a name is too long, no permission, wrong kind)."""

@@ -69,8 +69,7 @@ def build_nav_grid(world: World, radius: float, camera_height: float) -> NavGrid
     origin = np.asarray(occ.origin[:2], dtype=np.float64)
     gx, gy = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
     xy = origin + (np.stack([gx, gy], -1).reshape(-1, 2) + 0.5) * cell
-    n = world.ground.normal
-    z = -(n[0] * xy[:, 0] + n[1] * xy[:, 1] + world.ground.offset) / n[2] + camera_height
+    z = world.ground.z_at(xy[:, 0], xy[:, 1]) + camera_height
     p = torch.as_tensor(np.c_[xy, z], dtype=torch.float32, device=world.device)
     ok = (occ.sdf_at(p) > radius + occ.voxel * 3**0.5 / 2) & occ.is_trusted(p)
     return NavGrid(origin=origin, cell=cell, traversable=ok.cpu().numpy().reshape(nx, ny),

@@ -148,9 +148,6 @@ class ESCM:
         self.euler = torch.zeros(num_agents, 3, device=dev)
         self.velocity = torch.zeros(num_agents, 6, device=dev)
         self._body_from_camera = BODY_FROM_CAMERA.to(dev)
-        if world.ground is not None:
-            self._ground_normal = torch.as_tensor(world.ground.normal, dtype=torch.float32, device=dev)
-            self._ground_offset = float(world.ground.offset)
         self.robot: RobotFleet | None = None
         if self.config.action_model == "robot":
             self.robot = RobotFleet(world, num_agents, self.config.robot, self.config.dt)
@@ -311,8 +308,7 @@ class ESCM:
 
     def _ground_z(self, position: torch.Tensor) -> torch.Tensor:
         """Height of the ground plane below ``position (B, 3)``."""
-        n = self._ground_normal
-        return -(n[0] * position[:, 0] + n[1] * position[:, 1] + self._ground_offset) / n[2]
+        return self.world.ground.z_at(position[:, 0], position[:, 1])
 
     def _follow_ground(self, horizontal: torch.Tensor) -> torch.Tensor:
         """Add the vertical motion that keeps the camera ``camera_height`` above the ground after ``horizontal``."""

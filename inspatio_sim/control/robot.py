@@ -300,7 +300,7 @@ class RobotFleet:
         pb, c = self.pb, self.client
         hit = pb.rayTest([xy[0], xy[1], z_from], [xy[0], xy[1], z_from - 3.0], physicsClientId=c)[0]
         g = self.world.ground
-        plane = float(-(g.normal[0] * xy[0] + g.normal[1] * xy[1] + g.offset) / g.normal[2])
+        plane = float(g.z_at(xy[0], xy[1]))
         return float(hit[3][2]) if hit[0] == self.mesh_body else plane
 
     def reset(self, poses: np.ndarray, mask: np.ndarray) -> None:
@@ -320,7 +320,7 @@ class RobotFleet:
             yaw = math.atan2(fwd[1], fwd[0])
             c, s = math.cos(yaw), math.sin(yaw)
             xy = poses[i, :2, 3] - np.array([c * off[0] - s * off[1], s * off[0] + c * off[1]])
-            ground = float(-(g.normal[0] * xy[0] + g.normal[1] * xy[1] + g.offset) / g.normal[2])
+            ground = float(g.z_at(xy[0], xy[1]))
             z = self._floor_z(xy, ground + self.height + 0.1) - self.bottom + 1e-3
             quat = Rotation.from_euler("z", yaw).as_quat()
             T = np.eye(4)
@@ -349,7 +349,7 @@ class RobotFleet:
         gx, gy = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
         x = occ.origin[0] + (gx + 0.5) * occ.voxel
         y = occ.origin[1] + (gy + 0.5) * occ.voxel
-        ground = -(g.normal[0] * x + g.normal[1] * y + g.offset) / g.normal[2]
+        ground = g.z_at(x, y)
         zc = occ.origin[2] + (np.arange(nz) + 0.5) * occ.voxel
         above = zc[None, None, :] - ground[..., None]
         band = (above > 0.05) & (above < self.height + occ.voxel)
@@ -394,8 +394,7 @@ class RobotFleet:
         T = np.tile(np.eye(4), (len(xy), 1, 1))
         T[:, :3, :3] = Rotation.from_euler("z", yaw).as_matrix() @ R_BODY_CAMERA
         T[:, :2, 3] = xy + np.stack([c * off[0] - s * off[1], s * off[0] + c * off[1]], 1)
-        ground = -(g.normal[0] * T[:, 0, 3] + g.normal[1] * T[:, 1, 3] + g.offset) / g.normal[2]
-        T[:, 2, 3] = ground + self.camera_height
+        T[:, 2, 3] = g.z_at(T[:, 0, 3], T[:, 1, 3]) + self.camera_height
         return T
 
     def _camera_ok(self, T: np.ndarray) -> np.ndarray:

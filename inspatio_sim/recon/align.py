@@ -22,7 +22,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from inspatio_sim.errors import ReconError, WorldError
-from inspatio_sim.world.ground import GroundPlane, fit_ground_plane
+from inspatio_sim.ground import GroundPlane, fit_ground_plane
 
 log = logging.getLogger(__name__)
 PROVISIONAL_DEPTH = 3.0

@@ -1,10 +1,12 @@
 """``inspatio-sim reconstruct``: a video (or image folder) → a Scene on disk, with a report.
 
 Stages (each timed, each with progress): decode → motion check → structure-from-motion (pycolmap) → gravity and
-metric scale → dense depth (plane-sweep MVS) → dynamic masks (flow vs. rigid flow) → Scene. Nothing is written to
-the output directory until every stage succeeded: the Scene (``scene.npz``) and ``report.json`` are written
-atomically at the end; the SfM cache lives in ``OUTPUT/.cache`` and is reused when the same frames and options come
-again.
+metric scale → dense depth (plane-sweep MVS) → dynamic masks (flow vs. rigid flow) → Scene. The output path is
+checked before any work (:func:`~inspatio_sim.paths.check_output_path`). The Scene (``scene.npz``) and
+``report.json`` are written atomically at the end; the SfM cache lives in ``OUTPUT/.cache`` and is reused when the
+same frames and options come again. A run that fails or is interrupted (Ctrl-C acts within a fraction of a second at
+every stage, structure-from-motion included) leaves the output folder as it found it: a folder it created is removed,
+and in an existing one only what this run added to ``.cache`` goes.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from inspatio_sim.config import to_dataclass
 from inspatio_sim.conventions import intrinsics_from_fov, intrinsics_matrix, scale_intrinsics
 from inspatio_sim.errors import ConfigError, ReconError
+from inspatio_sim.paths import check_output_path
 from inspatio_sim.recon.align import align_to_gravity
 from inspatio_sim.recon.dynamic import DynamicConfig, dynamic_masks
 from inspatio_sim.recon.frames import FrameSelection, FrameSet, read_frames
@@ -110,7 +116,7 @@ def parse_intrinsics(text: str | Any) -> np.ndarray:
 
 
 def reconstruct(source: str | Path, output: str | Path, cfg: DictConfig | dict[str, Any], device: str = "cpu",
-                force: bool = False, progress: bool = True) -> tuple[Scene, dict[str, Any]]:
+                force: bool = False, progress: bool = True, verbose: bool = False) -> tuple[Scene, dict[str, Any]]:
     """Reconstruct ``source`` into ``output/scene.npz`` (+ ``report.json``); return the Scene and the report.
 
     Args:
@@ -120,11 +126,20 @@ def reconstruct(source: str | Path, output: str | Path, cfg: DictConfig | dict[s
         device: Torch device of the dense stages.
         force: Recompute structure-from-motion even when cached.
         progress: Stage messages and progress bars.
+        verbose: Show COLMAP's own log on the terminal.
+
+    Raises:
+        OutputPathError: ``output`` cannot be written (checked before any work).
+        ReconError: The input cannot be reconstructed; the output folder is left as it was.
     """
     rc = ReconConfig.from_node(cfg)
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise ReconError(f"output '{output}' exists and is not a directory")
+    out = check_output_path(output, "dir")
+    with _leave_as_found(out):
+        return _reconstruct(source, out, rc, device, force, progress, verbose)
+
+
+def _reconstruct(source: str | Path, out: Path, rc: ReconConfig, device: str, force: bool, progress: bool,
+                 verbose: bool) -> tuple[Scene, dict[str, Any]]:
     seconds: dict[str, float] = {}
     t_all = time.perf_counter()
 
@@ -145,9 +160,10 @@ def reconstruct(source: str | Path, output: str | Path, cfg: DictConfig | dict[s
     seconds["motion_check"] = time.perf_counter() - t0
 
     t0 = stage("sfm", f"structure-from-motion on {len(fs.images)} frames {w}x{h}")
-    sfm = run_sfm(fs.images, K_known, rc.sfm, out / ".cache", force=force, progress=progress)
+    sfm = run_sfm(fs.images, K_known, rc.sfm, out / ".cache", force=force, progress=progress, verbose=verbose,
+                  timestamps=fs.timestamps)
     seconds["sfm"] = time.perf_counter() - t0
-    n_in, n_reg = len(fs.images), len(sfm.registered)
+    n_in, n_reg = sfm.kept[1] - sfm.kept[0] + 1, len(sfm.registered)  # all frames, or the segment kept after a cut
     if n_reg < max(3, rc.min_registered * n_in):
         reasons = "; ".join(f"frame {i}: {r}" for i, r in list(sfm.dropped.items())[:5])
         raise ReconError(f"only {n_reg} of {n_in} frames registered (need {rc.min_registered:.0%}): {reasons}. "
@@ -186,7 +202,8 @@ def reconstruct(source: str | Path, output: str | Path, cfg: DictConfig | dict[s
 
 def run_reconstruct(args: argparse.Namespace, cfg: DictConfig) -> int:
     """CLI entry: reconstruct ``args.input`` into ``args.output`` and print the report summary."""
-    _, report = reconstruct(args.input, args.output, cfg.recon, device=cfg.device, force=args.force)
+    _, report = reconstruct(args.input, args.output, cfg.recon, device=cfg.device, force=args.force,
+                            verbose=bool(getattr(args, "verbose", False)))
     print(format_report(report))
     print(f"wrote {scene_file(args.output)} and {Path(args.output) / REPORT_FILENAME}")
     return 0
@@ -287,8 +304,34 @@ def _report(source: str | Path, fs: FrameSet, sfm: SfMResult, align: Any, depth:
         "depth_valid_fraction": float((depth > 0).mean()),
         "dynamic_fraction": float(dynamic.mean()),
         "seconds": {k: round(v, 3) for k, v in {**{f"sfm_{k}": v for k, v in sfm.seconds.items()}, **seconds}.items()},
-        "notes": list(fs.notes) + list(align.notes),
+        "segments": [list(s) for s in sfm.segments],
+        "notes": list(fs.notes) + list(sfm.notes) + list(align.notes),
     }
+
+
+@contextmanager
+def _leave_as_found(out: Path) -> Iterator[None]:
+    """On any exception (Ctrl-C included) undo what the run added under ``out``: the folders it created (``out``
+    and missing parents), else ``out/.cache`` if it created it, else the entries it added to ``out/.cache``.
+    ``scene.npz`` and ``report.json`` are only written (atomically) at the very end."""
+    created = next((q for q in reversed([out, *out.parents]) if not q.exists()), None)
+    cache = out / ".cache"
+    before = set(os.listdir(cache)) if cache.is_dir() else None
+    try:
+        yield
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        elif before is None:
+            shutil.rmtree(cache, ignore_errors=True)
+        else:
+            for name in set(os.listdir(cache)) - before:
+                entry = cache / name
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        raise
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -5,9 +5,16 @@ converted to this package's conventions: ``T_world_camera`` poses (OpenCV camera
 intrinsics with pixel centres at integer coordinates (COLMAP puts them at ``+0.5``). Results are cached in the work
 directory under a hash of the frames, masks and options, so re-running with the same input skips SfM.
 
+Process: COLMAP's native calls do not return to Python until they finish (a Ctrl-C during matching used to act
+after about 40 s), so they run in a child process (:mod:`inspatio_sim.recon.colmap_job`) that this process polls and
+terminates at once on Ctrl-C or any error. The child works in a staging folder ``WORKDIR/.sfm-KEY.partial-PID``
+that becomes the cache folder ``WORKDIR/sfm-KEY`` only when it succeeded (a previous cache stays until then); a
+failed or interrupted run removes it. COLMAP's own log goes to ``colmap.log`` there, not to the terminal, unless
+``verbose`` (the CLI's ``-v``); its last lines are shown when the child crashes.
+
 Mapping: ``auto`` (default) runs COLMAP's global and incremental mappers on the same matches (mapping is cheap next
 to matching) and keeps the global model when the two camera paths agree, else the incremental one
-(:func:`_choose_model`). Measured on the oracle room: global mapping is the more accurate when it succeeds (ATE 0.13%
+(:func:`choose_model`). Measured on the oracle room: global mapping is the more accurate when it succeeds (ATE 0.13%
 of the path at 60 frames vs. 0.35-0.48% for incremental) but with coarser frame spacing (40 frames over the same path)
 it mis-scaled path segments in 5 of 5 runs (ATE 4-15%), while incremental stayed at 0.4%.
 
@@ -17,34 +24,57 @@ vocabulary-tree file, sequential matching adds COLMAP's loop detection (no tree 
 downloaded). Measured on the oracle room, whose walls repeat photo textures: exhaustive matching and all-pairs loop
 candidates among keyframes both accepted wrong matches between different walls with the same texture (ATE 12-16% of
 the path), while the sequential pairs gave 0.13-0.18%. Repetitive real scenes behave the same, hence the default.
+
+Scene cuts: after matching, the frames joined by verified matches form the segments of the video
+(:func:`match_segments`). Two or more segments mean a cut (an edited clip, a camera switched off and on elsewhere):
+the run stops naming the segments (``on_cut=fail``, default) or maps the longest one only (``on_cut=longest``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import logging
+import os
 import shutil
-import time
+import subprocess
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
-import pycolmap
 
 from inspatio_sim.errors import ConfigError, ReconError
 
 log = logging.getLogger(__name__)
 MIN_MEDIAN_FEATURES = 80
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 MAPPER_AGREEMENT_PERCENT = 1.5
 """Largest disagreement (ATE % of path) between the global and incremental models for the global one to be kept."""
+MIN_PAIR_INLIERS = 30
+"""Verified (geometrically consistent) matches for two frames to count as connected."""
+MIN_SEGMENT_FRAMES = 3
+MIN_SEGMENT_FRACTION = 0.1
+"""A connected group of frames counts as a segment of the video (a cut when there are two) with at least
+``max(MIN_SEGMENT_FRAMES, MIN_SEGMENT_FRACTION * N)`` frames; smaller groups are isolated frames (blur, occlusion)
+that are dropped with their own reason."""
+POLL_SECONDS = 0.05
+"""How often the parent checks on the COLMAP child (and lets a Ctrl-C through)."""
+STOP_SECONDS = 2.0
+"""How long a terminated child gets before it is killed."""
+LOG_TAIL_LINES = 20
+JOB_FILE, RESULT_FILE, FAILURE_FILE, LOG_FILE = "job.json", "result.npz", "failure.txt", "colmap.log"
+EXIT_REFUSED = 3
+"""Exit status of the child when it refused the input (its one-line reason is in ``FAILURE_FILE``)."""
+ON_CUT = ("fail", "longest")
 
 
 @dataclass
 class SfMOptions:
-    """pycolmap settings (hydra keys ``recon.mapper``, ``matcher``, ``overlap``, ``max_features``, ``seed``)."""
+    """pycolmap settings (hydra keys ``recon.mapper``, ``matcher``, ``overlap``, ``max_features``, ``seed``,
+    ``on_cut``)."""
 
     mapper: str = "auto"
     matcher: str = "sequential"
@@ -53,6 +83,7 @@ class SfMOptions:
     max_features: int = 4096
     seed: int = 0
     threads: int = -1
+    on_cut: str = "fail"  # fail | longest: a video with a scene cut stops, or only its longest segment is mapped
 
     def validate(self) -> None:
         if self.mapper not in ("auto", "global", "incremental"):
@@ -65,6 +96,8 @@ class SfMOptions:
         if int(self.overlap) < 1 or int(self.max_features) < 64:
             raise ConfigError(f"recon.overlap must be >= 1 and recon.max_features >= 64, got {self.overlap}, "
                               f"{self.max_features}")
+        if self.on_cut not in ON_CUT:
+            raise ConfigError(f"recon.on_cut must be 'fail' or 'longest', got {self.on_cut!r}")
 
 
 @dataclass
@@ -85,6 +118,9 @@ class SfMResult:
         cached: True when loaded from the cache.
         mapper: The mapping pipeline whose model was kept (``global`` or ``incremental``).
         mapper_scores: Per pipeline tried: registered frames, inlier observations, reprojection error.
+        segments: ``(first, last)`` frame range of each connected segment of the video (one unless it has a cut).
+        kept: ``(first, last)`` frame range that was mapped (all frames, or the longest segment after a cut).
+        notes: Remarks for the report.
     """
 
     registered: np.ndarray
@@ -99,10 +135,14 @@ class SfMResult:
     cached: bool = False
     mapper: str = ""
     mapper_scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    segments: list[tuple[int, int]] = field(default_factory=list)
+    kept: tuple[int, int] = (0, 0)
+    notes: list[str] = field(default_factory=list)
 
 
 def run_sfm(images: np.ndarray, K: np.ndarray | None, options: SfMOptions, workdir: Path,
-            masks: np.ndarray | None = None, force: bool = False, progress: bool = True) -> SfMResult:
+            masks: np.ndarray | None = None, force: bool = False, progress: bool = True, verbose: bool = False,
+            timestamps: np.ndarray | None = None) -> SfMResult:
     """Camera poses and sparse points for ``images (N, H, W, 3)`` uint8 RGB.
 
     Args:
@@ -113,12 +153,19 @@ def run_sfm(images: np.ndarray, K: np.ndarray | None, options: SfMOptions, workd
         masks: Optional ``(N, H, W)`` bool, True where features must NOT be extracted (moving objects).
         force: Recompute even when a cached result exists.
         progress: Print stage progress.
+        verbose: Show COLMAP's own log (all levels) instead of keeping it in ``colmap.log``.
+        timestamps: Optional ``(N,)`` seconds of the frames, used to name the segments of a scene cut.
+
+    Raises:
+        ReconError: The input was refused (too few features, no camera path, a scene cut) or COLMAP crashed.
+        KeyboardInterrupt: After the child was stopped and the staging folder removed.
     """
     options.validate()
     n, h, w = images.shape[:3]
+    workdir = Path(workdir)
     key = _cache_key(images, K, options, masks)
-    run_dir = Path(workdir) / f"sfm-{key}"
-    cache_file = run_dir / "result.npz"
+    run_dir = workdir / f"sfm-{key}"
+    cache_file = run_dir / RESULT_FILE
     if cache_file.exists() and not force:
         try:
             result = _load_result(cache_file)
@@ -126,111 +173,142 @@ def run_sfm(images: np.ndarray, K: np.ndarray | None, options: SfMOptions, workd
             return result
         except (OSError, ValueError, KeyError) as e:
             log.warning("ignoring an unreadable SfM cache %s: %s", cache_file, e)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    image_dir, mask_dir, model_dir = run_dir / "images", run_dir / "masks", run_dir / "models"
-    db_path = run_dir / "database.db"
-    for d in (image_dir, model_dir):
-        d.mkdir(parents=True)
-    names = [f"{i:06d}.png" for i in range(n)]
-    for name, img in zip(names, images, strict=True):
-        cv2.imwrite(str(image_dir / name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    if masks is not None:
-        mask_dir.mkdir()
-        for name, m in zip(names, masks, strict=True):  # COLMAP: zero pixels are ignored, mask named IMAGE.png
-            cv2.imwrite(str(mask_dir / f"{name}.png"), np.where(m, 0, 255).astype(np.uint8))
-    pycolmap.set_random_seed(int(options.seed))
-    # COLMAP logs every step to stderr; keep warnings and errors unless debugging
-    pycolmap.logging.minloglevel = 0 if log.isEnabledFor(logging.DEBUG) else 1
-    seconds: dict[str, float] = {}
-    device = pycolmap.Device.cpu
-
-    t0 = time.perf_counter()
-    reader = pycolmap.ImageReaderOptions()
-    if K is not None:
-        reader.camera_model = "PINHOLE"
-        reader.camera_params = ",".join(f"{v:.8f}" for v in (K[0, 0], K[1, 1], K[0, 2] + 0.5, K[1, 2] + 0.5))
-    else:
-        # a low initial focal (0.6 x width) converges; COLMAP's default (1.2 x max side) can lock too high
-        reader.camera_model = "SIMPLE_PINHOLE"
-        reader.default_focal_length_factor = 0.6 * w / max(w, h)
-    if masks is not None:
-        reader.mask_path = str(mask_dir)
-    extraction = pycolmap.FeatureExtractionOptions()
-    extraction.num_threads = int(options.threads)
-    extraction.sift.max_num_features = int(options.max_features)
-    _stage(progress, f"extracting SIFT features from {n} frames")
-    pycolmap.extract_features(db_path, image_dir, camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader,
-                              extraction_options=extraction, device=device)
-    with pycolmap.Database.open(db_path) as db:
-        by_name = {im.name: im.image_id for im in db.read_all_images()}
-        num_features = np.array([db.num_keypoints_for_image(by_name[nm]) if nm in by_name else 0 for nm in names])
-    seconds["extract"] = time.perf_counter() - t0
-    med = float(np.median(num_features))
-    if med < MIN_MEDIAN_FEATURES:
-        raise ReconError(
-            f"too few image features: a median of {med:.0f} SIFT features per frame (need {MIN_MEDIAN_FEATURES}); "
-            "the video is textureless, blurred, dark or tiny. Film textured surfaces in good light, or raise "
-            "recon.max_size if the frames were downscaled"
-        )
-
-    t0 = time.perf_counter()
-    matcher = options.matcher
-    matching = pycolmap.FeatureMatchingOptions()
-    matching.num_threads = int(options.threads)
-    _stage(progress, f"matching features ({matcher})")
-    if matcher == "exhaustive":
-        pycolmap.match_exhaustive(db_path, matching_options=matching, device=device)
-    elif options.vocab_tree:
-        pairing_seq = pycolmap.SequentialPairingOptions()
-        pairing_seq.overlap = int(options.overlap)
-        pairing_seq.quadratic_overlap = True
-        pairing_seq.loop_detection = True
-        pairing_seq.vocab_tree_path = str(options.vocab_tree)
-        pycolmap.match_sequential(db_path, matching_options=matching, pairing_options=pairing_seq, device=device)
-    else:
-        pairs_file = run_dir / "pairs.txt"
-        pairs = sequential_pairs(n, int(options.overlap))
-        pairs_file.write_text("".join(f"{names[i]} {names[j]}\n" for i, j in pairs))
-        pairing = pycolmap.ImportedPairingOptions()
-        pairing.match_list_path = str(pairs_file)
-        pycolmap.match_image_pairs(db_path, matching_options=matching, pairing_options=pairing, device=device)
-    seconds["match"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    mappers = ("global", "incremental") if options.mapper == "auto" else (options.mapper,)
-    candidates: dict[str, pycolmap.Reconstruction] = {}
-    for mapper in mappers:
-        _stage(progress, f"{mapper} mapping")
-        models = _map(mapper, db_path, image_dir, model_dir / mapper, options, fixed_intrinsics=K is not None)
-        if models:
-            candidates[mapper] = max(models.values(), key=lambda r: r.num_reg_images())
-    seconds["map"] = time.perf_counter() - t0
-    if not candidates:
-        raise ReconError(
-            "structure-from-motion found no camera path: the frames share too few matches. Typical causes: the "
-            "camera did not move (no parallax), it only rotated, or consecutive frames differ too much (lower "
-            "recon.stride / raise recon.fps)"
-        )
-    converted = {m: _convert(r, names, num_features, db_path) for m, r in candidates.items()}
-    used, agreement = _choose_model(converted)
-    result = converted[used]
-    result.seconds = seconds
-    result.mapper = used
-    result.mapper_scores = {
-        m: {"registered": int(r.num_reg_images()), "observations": int(r.compute_num_observations()),
-            "reprojection_error": float(r.compute_mean_reprojection_error())}
-        for m, r in candidates.items()
-    }
-    if agreement is not None:
-        result.mapper_scores["disagreement_percent_path"] = {"ate": agreement}
-    _save_result(cache_file, result)
-    shutil.rmtree(image_dir, ignore_errors=True)
-    shutil.rmtree(mask_dir, ignore_errors=True)
+    stage = workdir / f".sfm-{key}.partial-{os.getpid()}"
+    try:
+        if stage.exists():
+            shutil.rmtree(stage)
+        names = [f"{i:06d}.png" for i in range(n)]
+        (stage / "images").mkdir(parents=True)
+        for name, img in zip(names, images, strict=True):
+            cv2.imwrite(str(stage / "images" / name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        if masks is not None:
+            (stage / "masks").mkdir()
+            for name, m in zip(names, masks, strict=True):  # COLMAP: zero pixels are ignored, mask named IMAGE.png
+                cv2.imwrite(str(stage / "masks" / f"{name}.png"), np.where(m, 0, 255).astype(np.uint8))
+        job = {"names": names, "width": w, "height": h, "K": None if K is None else np.asarray(K).tolist(),
+               "options": asdict(options), "masks": masks is not None, "progress": progress, "verbose": verbose,
+               "timestamps": None if timestamps is None else [float(t) for t in timestamps]}
+        (stage / JOB_FILE).write_text(json.dumps(job))
+        _run_child(stage, progress, verbose)
+        result = _load_result(stage / RESULT_FILE)
+        for d in ("images", "masks"):
+            shutil.rmtree(stage / d, ignore_errors=True)
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        os.replace(stage, run_dir)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    result.cached = False
     return result
 
 
-def _choose_model(models: dict[str, SfMResult]) -> tuple[str, float | None]:
+def _run_child(stage: Path, progress: bool, verbose: bool) -> None:
+    """Run :mod:`inspatio_sim.recon.colmap_job` on ``stage`` and wait for it, polling so a Ctrl-C acts at once.
+
+    The child runs in its own session (a terminal's Ctrl-C reaches only this process, which then stops the child:
+    SIGTERM, which ends native code at once, then SIGKILL after :data:`STOP_SECONDS`).
+    """
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])  # the same inspatio_sim in the child, installed or not
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    log_path = stage / LOG_FILE
+    with open(log_path, "wb") as log_fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "inspatio_sim.recon.colmap_job", str(stage)], stdin=subprocess.DEVNULL,
+            stdout=None if progress else subprocess.DEVNULL, stderr=None if verbose else log_fh, env=env,
+            start_new_session=True)
+        try:
+            while True:
+                try:
+                    rc = proc.wait(timeout=POLL_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        except BaseException:
+            _stop(proc)
+            raise
+    if rc == 0 and (stage / RESULT_FILE).exists():
+        return
+    failure = stage / FAILURE_FILE
+    if rc == EXIT_REFUSED and failure.exists():
+        raise ReconError(failure.read_text().strip())
+    tail = log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:] if log_path.exists() else []
+    for line in tail:
+        print(f"  colmap: {line}", file=sys.stderr)
+    raise ReconError(f"structure-from-motion stopped unexpectedly (COLMAP process exit status {rc}"
+                     f"{'; its last log lines are above' if tail else ''}); run again with -v to see COLMAP's full "
+                     "log, and report it if it repeats")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate the child now (native work cannot finish its step first), kill it if it lingers."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def match_segments(n: int, inliers: dict[tuple[int, int], int],
+                   min_inliers: int = MIN_PAIR_INLIERS) -> list[tuple[int, int]]:
+    """The connected segments of a video of ``n`` frames, from verified matches between frame pairs.
+
+    Args:
+        n: Number of frames.
+        inliers: ``(i, j) -> number of verified matches`` for the matched pairs.
+        min_inliers: Matches for a pair to join its two frames.
+
+    Returns:
+        ``(first, last)`` frame range of every connected group of at least
+        ``max(MIN_SEGMENT_FRAMES, MIN_SEGMENT_FRACTION * n)`` frames, in time order.
+    """
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for (i, j), c in inliers.items():
+        if c >= min_inliers:
+            parent[root(i)] = root(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(root(i), []).append(i)
+    least = max(MIN_SEGMENT_FRAMES, int(np.ceil(MIN_SEGMENT_FRACTION * n)))
+    return sorted((g[0], g[-1]) for g in groups.values() if len(g) >= least)
+
+
+def choose_segment(segments: list[tuple[int, int]], n: int, on_cut: str,
+                   timestamps: list[float] | None = None) -> tuple[int, int]:
+    """The frame range to map: all ``n`` frames without a cut; with one, the longest segment (``on_cut="longest"``,
+    the earlier one on a tie) or a :class:`ReconError` naming the segments (``on_cut="fail"``)."""
+    if len(segments) <= 1:
+        return (0, n - 1)
+    longest = max(segments, key=lambda s: (s[1] - s[0], -s[0]))
+    if on_cut == "longest":
+        return longest
+    listed = ", ".join(frame_range(s, timestamps) for s in segments)
+    raise ReconError(
+        f"the video has a scene cut: its frames fall into {len(segments)} segments that share no verified feature "
+        f"matches ({listed}), so they cannot be placed in one world. Trim the video to one continuous shot "
+        f"(recon.start / recon.end), or set recon.on_cut=longest to keep the longest segment "
+        f"({frame_range(longest, timestamps)})")
+
+
+def frame_range(segment: tuple[int, int], timestamps: list[float] | None = None) -> str:
+    """``"frames 0-29 (0.00-1.93 s)"`` (frame numbers after sampling; seconds in the video when known)."""
+    a, b = segment
+    text = f"frames {a}-{b}"
+    return text if timestamps is None else f"{text} ({timestamps[a]:.2f}-{timestamps[b]:.2f} s)"
+
+
+def choose_model(models: dict[str, SfMResult]) -> tuple[str, float | None]:
     """The model to keep and, when both mappers ran, how far their camera paths disagree (ATE % of path).
 
     Global mapping is the more accurate when it succeeds, and its failure mode is gross (mis-scaled path segments),
@@ -267,110 +345,24 @@ def sequential_pairs(n: int, overlap: int) -> list[tuple[int, int]]:
     return sorted(pairs)
 
 
-def _stage(progress: bool, msg: str) -> None:
-    if progress:
-        print(f"  sfm: {msg} ...", flush=True)
-    log.debug(msg)
-
-
-def _map(mapper: str, db_path: Path, image_dir: Path, model_dir: Path, options: SfMOptions,
-         fixed_intrinsics: bool) -> dict[int, pycolmap.Reconstruction]:
-    model_dir.mkdir(parents=True, exist_ok=True)
-    if mapper == "global":
-        opts = pycolmap.GlobalPipelineOptions()
-        opts.random_seed = int(options.seed)
-        opts.num_threads = int(options.threads)
-        opts.mapper.global_positioning.use_gpu = False
-        opts.mapper.bundle_adjustment.ceres.use_gpu = False
-        if fixed_intrinsics:
-            ba = opts.mapper.bundle_adjustment
-            ba.refine_focal_length = ba.refine_principal_point = ba.refine_extra_params = False
-        return pycolmap.global_mapping(db_path, image_dir, model_dir, options=opts)
-    opts = pycolmap.IncrementalPipelineOptions()
-    opts.random_seed = int(options.seed)
-    opts.num_threads = int(options.threads)
-    opts.ba_refine_principal_point = False
-    if fixed_intrinsics:
-        opts.ba_refine_focal_length = opts.ba_refine_extra_params = False
-        opts.mapper.abs_pose_refine_focal_length = opts.mapper.abs_pose_refine_extra_params = False
-    return pycolmap.incremental_mapping(db_path, image_dir, model_dir, options=opts)
-
-
-def _convert(rec: pycolmap.Reconstruction, names: list[str], num_features: np.ndarray, db_path: Path) -> SfMResult:
-    index = {nm: i for i, nm in enumerate(names)}
-    cam = next(iter(rec.cameras.values()))
-    p = np.asarray(cam.params, dtype=np.float64)
-    if cam.model.name in ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL"):
-        fx = fy = p[0]
-        cx, cy = p[1], p[2]
-    else:
-        fx, fy, cx, cy = p[:4]
-    K = np.array([[fx, 0.0, cx - 0.5], [0.0, fy, cy - 0.5], [0.0, 0.0, 1.0]])
-    point_ids = list(rec.points3D.keys())
-    points = np.array([rec.points3D[i].xyz for i in point_ids], dtype=np.float64).reshape(-1, 3)
-    row = {pid: k for k, pid in enumerate(point_ids)}
-    regs = sorted((index[im.name], im) for im in rec.images.values() if im.has_pose)
-    poses, obs = [], []
-    for _, im in regs:
-        cam_from_world = np.vstack([im.cam_from_world().matrix(), [0, 0, 0, 1]])
-        poses.append(np.linalg.inv(cam_from_world))
-        pts2d = [(p2.xy, row[p2.point3D_id]) for p2 in im.points2D if p2.has_point3D()]
-        if pts2d:
-            xy = np.array([a for a, _ in pts2d], dtype=np.float64)
-            xyz = points[[b for _, b in pts2d]]
-            z = xyz @ cam_from_world[2, :3] + cam_from_world[2, 3]
-            obs.append(np.column_stack([xy - 0.5, z]).astype(np.float32))
-        else:
-            obs.append(np.zeros((0, 3), np.float32))
-    registered = np.array([i for i, _ in regs], dtype=np.int64)
-    dropped = _drop_reasons(names, registered, num_features, db_path)
-    return SfMResult(registered=registered, poses=np.array(poses).reshape(-1, 4, 4), K=K, points=points,
-                     observations=obs, num_features=num_features,
-                     reprojection_error=float(rec.compute_mean_reprojection_error()), dropped=dropped)
-
-
-def _drop_reasons(names: list[str], registered: np.ndarray, num_features: np.ndarray, db_path: Path) -> dict[int, str]:
-    """Why each unregistered frame was left out: few features, few verified matches, or not placed by the mapper."""
-    missing = sorted(set(range(len(names))) - set(registered.tolist()))
-    if not missing:
-        return {}
-    with pycolmap.Database.open(db_path) as db:
-        id_of = {im.name: im.image_id for im in db.read_all_images()}
-        name_of = {v: k for k, v in id_of.items()}
-        inliers: dict[int, int] = {}
-        pair_ids, counts = db.read_two_view_geometry_num_inliers()
-        for pair_id, c in zip(pair_ids, counts, strict=True):
-            a, b = pycolmap.pair_id_to_image_pair(pair_id)
-            for im in (a, b):
-                i = names.index(name_of[im])
-                inliers[i] = max(inliers.get(i, 0), int(c))
-    reasons = {}
-    for i in missing:
-        if num_features[i] < MIN_MEDIAN_FEATURES:
-            reasons[i] = f"only {int(num_features[i])} features (blur, darkness or no texture)"
-        elif inliers.get(i, 0) < 30:
-            reasons[i] = f"at most {inliers.get(i, 0)} verified matches with any other frame"
-        else:
-            reasons[i] = "matched, but the mapper could not place it consistently"
-    return reasons
-
-
 def _cache_key(images: np.ndarray, K: np.ndarray | None, options: SfMOptions, masks: np.ndarray | None) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({"v": CACHE_VERSION, "pycolmap": pycolmap.__version__, "shape": images.shape,
-                         "options": asdict(options), "K": None if K is None else np.round(K, 6).tolist()},
-                        sort_keys=True).encode())
+    h.update(json.dumps({"v": CACHE_VERSION, "pycolmap": importlib.metadata.version("pycolmap"),
+                         "shape": images.shape, "options": asdict(options),
+                         "K": None if K is None else np.round(K, 6).tolist()}, sort_keys=True).encode())
     h.update(np.ascontiguousarray(images).tobytes())
     if masks is not None:
         h.update(np.packbits(masks).tobytes())
     return h.hexdigest()[:16]
 
 
-def _save_result(path: Path, r: SfMResult) -> None:
+def save_result(path: Path, r: SfMResult) -> None:
+    """Write ``r`` to ``path`` (``.npz``) atomically."""
     counts = np.array([len(o) for o in r.observations], dtype=np.int64)
     obs = np.concatenate(r.observations) if r.observations else np.zeros((0, 3), np.float32)
     meta = json.dumps({"reprojection_error": r.reprojection_error, "dropped": {str(k): v for k, v in r.dropped.items()},
-                       "seconds": r.seconds, "mapper": r.mapper, "mapper_scores": r.mapper_scores})
+                       "seconds": r.seconds, "mapper": r.mapper, "mapper_scores": r.mapper_scores,
+                       "segments": [list(s) for s in r.segments], "kept": list(r.kept), "notes": r.notes})
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, registered=r.registered, poses=r.poses, K=r.K, points=r.points, obs=obs, obs_counts=counts,
              num_features=r.num_features, meta=np.array(meta))
@@ -385,4 +377,6 @@ def _load_result(path: Path) -> SfMResult:
                          observations=list(np.split(d["obs"], splits)), num_features=d["num_features"],
                          reprojection_error=float(meta["reprojection_error"]),
                          dropped={int(k): v for k, v in meta["dropped"].items()}, seconds=meta["seconds"],
-                         cached=True, mapper=meta["mapper"], mapper_scores=meta["mapper_scores"])
+                         cached=True, mapper=meta["mapper"], mapper_scores=meta["mapper_scores"],
+                         segments=[(int(a), int(b)) for a, b in meta["segments"]],
+                         kept=(int(meta["kept"][0]), int(meta["kept"][1])), notes=list(meta["notes"]))

@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from inspatio_sim.camera import pixel_rays
 from inspatio_sim.errors import WorldError
+from inspatio_sim.ground import GroundPlane, fit_ground_plane
 from inspatio_sim.scene import Scene, SceneMeta
-from inspatio_sim.world.ground import GroundPlane, fit_ground_plane
 from inspatio_sim.world.occupancy import OccupancyGrid, build_occupancy
 from inspatio_sim.world.splats import SplatCloud, build_frame_cloud, build_lod_cloud, concat_clouds
 from inspatio_sim.world.timeline import TIME_MODES, frame_index

@@ -1,12 +1,21 @@
-"""Ground-plane detection on a gravity-aligned point cloud (RANSAC + least-squares refinement)."""
+"""The ground plane: detection on a gravity-aligned point cloud (RANSAC + least-squares refinement) and the height
+of the ground under a point.
+
+Plain geometry shared by reconstruction (gravity and metric scale, ``recon/align.py``) and the World (ground
+following, navigation, robot placement); it imports neither.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from inspatio_sim.errors import WorldError
+
+ArrayT = TypeVar("ArrayT")
+"""A float, a numpy array or a torch tensor: :meth:`GroundPlane.z_at` keeps the type (and torch device)."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,16 @@ class GroundPlane:
     def height(self, points: np.ndarray) -> np.ndarray:
         """Signed height (metres) of ``points (..., 3)`` above the plane."""
         return points @ self.normal + self.offset
+
+    def z_at(self, x: ArrayT, y: ArrayT) -> ArrayT:
+        """World z (metres) of the plane vertically below/above the horizontal position ``(x, y)``.
+
+        ``x`` and ``y`` are floats, numpy arrays or torch tensors of one shape; the result has that shape and type
+        (a tensor stays on its device and dtype). Not to be confused with :meth:`height`, the distance along the
+        normal.
+        """
+        n0, n1, n2 = (float(v) for v in self.normal)
+        return -(n0 * x + n1 * y + float(self.offset)) / n2  # type: ignore[operator]
 
 
 def fit_ground_plane(

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from inspatio_sim.errors import WorldError
-from inspatio_sim.world.ground import fit_ground_plane
+from inspatio_sim.ground import fit_ground_plane
 
 
 def test_finds_tilted_floor_among_walls_and_noise():
@@ -28,3 +28,21 @@ def test_no_horizontal_plane():
         fit_ground_plane(wall, rng)
     with pytest.raises(WorldError):
         fit_ground_plane(np.zeros((2, 3)), rng)
+
+
+def test_z_at_lies_on_the_plane_for_floats_arrays_and_tensors():
+    import torch
+
+    from inspatio_sim.ground import GroundPlane
+
+    n = np.array([0.1, -0.2, 1.0])
+    plane = GroundPlane(normal=n / np.linalg.norm(n), offset=0.3, inlier_fraction=1.0)
+    xy = np.array([[0.0, 0.0], [2.0, -1.0], [-3.0, 4.0]])
+    z = plane.z_at(xy[:, 0], xy[:, 1])
+    assert z.shape == (3,)
+    np.testing.assert_allclose(plane.height(np.c_[xy, z]), 0.0, atol=1e-12)  # on the plane
+    assert plane.z_at(0.0, 0.0) == pytest.approx(-0.3 / plane.normal[2])
+    assert plane.z_at(2.0, -1.0) == pytest.approx(z[1])
+    t = plane.z_at(torch.tensor(xy[:, 0], dtype=torch.float32), torch.tensor(xy[:, 1], dtype=torch.float32))
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float32
+    np.testing.assert_allclose(t.numpy(), z, atol=1e-5)
