@@ -136,10 +136,7 @@ def _parse(overrides: Sequence[str]) -> list[Any]:
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 raise ConfigError(f"unknown scene preset '{o.value()}' (choose one of {', '.join(presets)}){hint}")
         elif key not in keys:
-            leaves = [k for k, v in keys.items() if not v.is_node]
-            close = difflib.get_close_matches(key, leaves, n=1, cutoff=0.6)
-            hint = f"; did you mean '{close[0]}'?" if close else "; `inspatio-sim --help` lists the keys"
-            raise ConfigError(f"unknown configuration key '{key}'{hint}")
+            raise ConfigError(_unknown_key(key))
         elif o.is_add() or o.is_delete() or o.is_force_add():
             raise ConfigError(f"'{o.input_line}': the keys are fixed by the schema; set a value with {key}=VALUE")
         elif o.is_sweep_override():
@@ -148,23 +145,33 @@ def _parse(overrides: Sequence[str]) -> list[Any]:
     return parsed
 
 
+def _unknown_key(key: str) -> str:
+    leaves = [k for k, v in schema_keys().items() if not v.is_node]
+    close = difflib.get_close_matches(key, leaves, n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else "; `inspatio-sim --help` lists the keys"
+    return f"unknown configuration key '{key}'{hint}"
+
+
 def _merge_error(e: BaseException, parsed: list[Any]) -> ConfigError:
     """One line for a hydra/OmegaConf composition error: the override, its value and the expected type."""
     from omegaconf.errors import OmegaConfBaseException
 
     cause: BaseException | None = e
     while cause is not None and not (isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None)):
-        cause = cause.__cause__
+        cause = cause.__cause__ or cause.__context__
     first = str(cause or e).strip().splitlines()[0]
     if cause is None:
         return ConfigError(f"invalid configuration: {first}")
     full_key = re.sub(r"\[\d+\]", "", str(cause.full_key))
-    hint = schema_keys()[full_key].hint if full_key in schema_keys() else None
-    expected = f"expected {type_name(hint)}" if hint is not None else first
+    if full_key not in schema_keys():  # only the YAML tree can name one: overrides were checked
+        return ConfigError(f"{_unknown_key(full_key)} (in the config tree {config_dir()})")
+    expected = f"expected {type_name(schema_keys()[full_key].hint)}"
     for o in parsed:
+        if o.key_or_group == SCENE_GROUP and o.package is None:
+            continue  # a preset choice: the value comes from the YAML tree
         if full_key == o.key_or_group or full_key.startswith(o.key_or_group + "."):
             return ConfigError(f"{o.input_line}: {expected}")
-    return ConfigError(f"{full_key} (scene preset or config tree): {expected}")
+    return ConfigError(f"{full_key} in the config tree {config_dir()}: {expected}")
 
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:

@@ -192,8 +192,15 @@ def test_config_dir_env_points_at_another_tree(tmp_path, monkeypatch):
     tree = tmp_path / "configs"
     shutil.copytree(config_dir(), tree)
     (tree / "scene" / "wide.yaml").write_text("oracle:\n  width: 400\n")
+    (tree / "scene" / "typo.yaml").write_text("oracle:\n  widht: 400\n")
+    (tree / "scene" / "text.yaml").write_text("oracle:\n  width: wide\n")
     monkeypatch.setenv(CONFIG_DIR_ENV, str(tree))
     assert compose(["scene=wide"]).scene.oracle.width == 400
+    with pytest.raises(ConfigError, match=r"unknown configuration key 'scene\.oracle\.widht'; did you mean "
+                                          r"'scene\.oracle\.width'\? \(in the config tree "):
+        compose(["scene=typo"])
+    with pytest.raises(ConfigError, match=r"^scene\.oracle\.width in the config tree .*: expected an integer$"):
+        compose(["scene=text"])
     monkeypatch.setenv(CONFIG_DIR_ENV, str(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match=f"config tree not found.*{CONFIG_DIR_ENV}"):
         compose([])
@@ -221,7 +228,7 @@ def test_a_non_editable_install_composes_its_config_and_prints_help(tmp_path):
     assert (target / "inspatio_sim" / "configs" / "scene" / "tiny.yaml").is_file()
     assert (target / "inspatio_sim" / "py.typed").is_file()
     env = {k: v for k, v in os.environ.items() if k != CONFIG_DIR_ENV} | {"PYTHONPATH": str(target)}
-    run = [sys.executable, "-m", "inspatio_sim.cli"]
+    run = [str(target / "bin" / "inspatio-sim")]  # the console script, run by this interpreter (its shebang)
     out = subprocess.run([*run, "config", "scene=tiny"], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
     assert "width: 96" in out.stdout
