@@ -7,12 +7,13 @@
     inspatio-sim bench NAME [--quick] [--device D] [--out DIR] [key=value ...]
     inspatio-sim ros [key=value ...]                   run the ROS 2 node (camera topics out, cmd_vel in)
     inspatio-sim record --bag OUT.mcap [key=value ...] record a rollout as a rosbag2 (MCAP or sqlite3)
-    inspatio-sim config [key=value ...]                print the composed configuration
+    inspatio-sim config [--keys] [key=value ...]       print the composed configuration (--keys: the key table)
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import sys
@@ -21,13 +22,14 @@ from collections.abc import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from inspatio_sim.config import compose, describe_keys, to_dataclass
+from inspatio_sim.config import compose, describe_keys, keys_markdown, to_dataclass
 from inspatio_sim.errors import InSpatioError
 
 log = logging.getLogger("inspatio_sim")
 BENCHES = ("render", "env", "recon", "ros")
 
 
+@functools.cache
 def _keys_epilog() -> str:
     try:
         rows = describe_keys()
@@ -40,7 +42,7 @@ def _keys_epilog() -> str:
 
 
 def _cmd_config(args: argparse.Namespace, cfg: DictConfig) -> int:
-    print(OmegaConf.to_yaml(cfg))
+    print(keys_markdown() if args.keys else OmegaConf.to_yaml(cfg))
     return 0
 
 
@@ -130,15 +132,16 @@ def _cmd_bench(args: argparse.Namespace, cfg: DictConfig) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(keys_help: bool = True) -> argparse.ArgumentParser:
+    """The argument parser; ``keys_help=False`` leaves the configuration-key table (slow to build) out of --help."""
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(prog="inspatio-sim", description=__doc__, formatter_class=fmt,
-                                     epilog=_keys_epilog())
+    epilog = _keys_epilog() if keys_help else None
+    parser = argparse.ArgumentParser(prog="inspatio-sim", description=__doc__, formatter_class=fmt, epilog=epilog)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(command: str, fn: Callable[..., int], help_: str, **first: dict) -> argparse.ArgumentParser:
-        p = sub.add_parser(command, help=help_, description=help_, formatter_class=fmt, epilog=_keys_epilog())
+        p = sub.add_parser(command, help=help_, description=help_, formatter_class=fmt, epilog=epilog)
         for arg, kwargs in first.items():
             p.add_argument(arg, **kwargs)
         p.add_argument("overrides", nargs="*", metavar="key=value", help="configuration overrides")
@@ -163,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", choices=("scripted", "random"), default="scripted",
                    help="who drives: a scripted forward-and-turn pattern or uniform random actions")
     p.add_argument("--seed", type=int, default=0, help="seed of the start pose and the random policy")
-    add("config", _cmd_config, "print the composed configuration")
+    p = add("config", _cmd_config, "print the composed configuration")
+    p.add_argument("--keys", action="store_true", help="print the table of keys, defaults and docs (Markdown)")
     p = add("bench", _cmd_bench, "run a benchmark; writes DIR/bench_NAME.json and .md",
             name={"choices": BENCHES, "help": "which benchmark"})
     p.add_argument("--quick", action="store_true", help="small version of the same measurement (about a minute)")
@@ -176,7 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # key=value overrides may stand anywhere (argparse cannot mix them with options after a positional)
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]
-    args = build_parser().parse_args([a for a in argv if a not in overrides])
+    args = build_parser(keys_help="-h" in argv or "--help" in argv).parse_args([a for a in argv if a not in overrides])
+    stray = [a for a in args.overrides if a not in overrides]
+    if stray:
+        print(f"inspatio-sim: error: unexpected argument(s) {' '.join(stray)}; overrides look like key=value",
+              file=sys.stderr)
+        return 2
     args.overrides = overrides
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -31,9 +31,9 @@ START_TRIES = 64
 class CameraConfig:
     """Output camera (hydra node ``render.camera``): ``width`` x ``height`` pixels, horizontal fov in degrees."""
 
-    width: int = 128
-    height: int = 128
-    hfov_deg: float = 90.0
+    width: int = 128  # output image width in pixels
+    height: int = 128  # output image height in pixels
+    hfov_deg: float = 90.0  # horizontal field of view (degrees); principal point at the image centre
 
     def validate(self) -> None:
         if int(self.width) < 1 or int(self.height) < 1:

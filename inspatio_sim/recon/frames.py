@@ -29,12 +29,12 @@ MIN_FRAMES = 3
 class FrameSelection:
     """How frames are sampled from the input (hydra keys ``recon.stride``, ``fps``, ``start``, ``end``, ...)."""
 
-    stride: int = 1
-    fps: float | None = None
-    start: float = 0.0
-    end: float | None = None
-    max_frames: int = 300
-    max_size: int = 640
+    stride: int = 1  # keep every n-th decoded frame (ignored when recon.fps is set)
+    fps: float | None = None  # frames per second sampled (null = use stride; image folders: default 10)
+    start: float = 0.0  # first second of the video to use
+    end: float | None = None  # last second of the video to use (null = to the end)
+    max_frames: int = 300  # at most this many frames (evenly thinned beyond it)
+    max_size: int = 640  # frames larger than this (longest side, pixels) are downscaled
 
     def validate(self) -> None:
         from inspatio_sim.errors import ConfigError

@@ -52,7 +52,7 @@ clips at 160x120: a pure rotation gave 2 points per frame (extent/depth 0.035), 
 
 @dataclass
 class ReconConfig:
-    """The ``recon.*`` keys (see ``configs/recon/default.yaml``). They are flat in the YAML; frame-sampling keys go to
+    """The ``recon.*`` keys (schema: ``config_schema.ReconSection``). They are flat; frame-sampling keys go to
     :class:`FrameSelection`, pycolmap keys to :class:`SfMOptions`, the ``mvs`` and ``dynamic`` nodes to their stages'
     configs, and the rest are fields here."""
 
@@ -60,11 +60,11 @@ class ReconConfig:
     sfm: SfMOptions = field(default_factory=SfMOptions)
     mvs: MVSConfig = field(default_factory=MVSConfig)
     dynamic: DynamicConfig = field(default_factory=DynamicConfig)
-    intrinsics: str | None = None
-    hfov_deg: float | None = None
-    camera_height: float = 1.5
-    scale: float | None = None
-    min_registered: float = 0.5
+    intrinsics: str | None = None  # known intrinsics "fx,fy,cx,cy" in pixels of the original video (null = estimate)
+    hfov_deg: float | None = None  # known horizontal field of view (degrees) without intrinsics (null = estimate)
+    camera_height: float = 1.5  # metric scale: camera height above the dominant ground plane (metres)
+    scale: float | None = None  # metric scale: multiply the SfM units by this instead of using camera_height
+    min_registered: float = 0.5  # fail when fewer than this fraction of frames register
 
     @classmethod
     def from_node(cls, node: DictConfig | dict[str, Any]) -> ReconConfig:

@@ -47,6 +47,9 @@ import cv2
 import numpy as np
 
 from inspatio_sim.errors import ConfigError, ReconError
+from inspatio_sim.lazy import lazy_import
+
+pycolmap = lazy_import("pycolmap")  # loaded on first use: the configuration schema imports this module
 
 log = logging.getLogger(__name__)
 MIN_MEDIAN_FEATURES = 80
@@ -76,13 +79,13 @@ class SfMOptions:
     """pycolmap settings (hydra keys ``recon.mapper``, ``matcher``, ``overlap``, ``max_features``, ``seed``,
     ``on_cut``)."""
 
-    mapper: str = "auto"
-    matcher: str = "sequential"
-    overlap: int = 10
-    vocab_tree: str | None = None
-    max_features: int = 4096
-    seed: int = 0
-    threads: int = -1
+    mapper: str = "auto"  # auto, global or incremental: pycolmap mapping (auto: run both, keep the better model)
+    matcher: str = "sequential"  # sequential (successors + jumps of 2, 4, 8... frames) or exhaustive (every pair)
+    overlap: int = 10  # sequential matcher: successors matched per frame
+    vocab_tree: str | None = None  # a COLMAP vocabulary-tree file enabling loop detection in sequential matching
+    max_features: int = 4096  # SIFT features per frame
+    seed: int = 0  # seed of pycolmap's and the ground-plane RANSAC's random choices
+    threads: int = -1  # CPU threads of pycolmap's extraction, matching and mapping (-1 = all)
     on_cut: str = "fail"  # fail | longest: a video with a scene cut stops, or only its longest segment is mapped
 
     def validate(self) -> None:

@@ -65,17 +65,17 @@ R_BODY_CAMERA = BODY_FROM_CAMERA.numpy().astype(np.float64)
 
 @dataclass
 class RosSettings:
-    """The ``ros`` config node (see ``configs/ros/default.yaml``)."""
+    """The ``ros`` config node (schema: ``inspatio_sim.config_schema.RosSection``, which adds ``ros.bench``)."""
 
-    rate: float = 10.0
-    model: str = "none"
-    sim_time: bool = False
-    cmd_timeout: float = 0.5
-    seed: int = 0
-    depth_no_data: str = "nan"
-    publish_tf: bool = True
-    warn_period: float = 2.0
-    threads: int = 1
+    rate: float = 10.0  # publish rate (Hz); the node steps the Simulator once per tick with dt = 1/rate
+    model: str = "none"  # generative model behind the World: none (classical, star: not built yet, rejected)
+    sim_time: bool = False  # publish /clock (rosgraph_msgs/Clock) and stamp every message with simulation time
+    cmd_timeout: float = 0.5  # seconds after the last cmd_vel until the node commands zero velocity
+    seed: int = 0  # seed of the start pose and of the poses drawn on reset
+    depth_no_data: str = "nan"  # depth pixels without data: nan (REP 118) or zero (the project's convention)
+    publish_tf: bool = True  # publish /tf and /tf_static when tf2_msgs is importable (it has no PyPI wheel)
+    warn_period: float = 2.0  # seconds between repeated warnings (dropped NaN/inf cmd_vel)
+    threads: int = 1  # torch CPU threads of ros/record (1 leaves cores to the middleware; 0 = torch default)
 
     def validate(self) -> None:
         if self.model not in MODELS:

@@ -1,0 +1,246 @@
+"""The configuration schema: one typed dataclass tree, registered in hydra's ConfigStore as ``inspatio_schema``.
+
+Each section reuses the config dataclass of the module it configures (``world`` = :class:`WorldConfig`,
+``control`` = :class:`ESCMConfig`, ...), so every key, type and default is written once, in that dataclass. Where
+the key tree nests a node that the module's dataclass does not have (``render.camera`` beside the renderer's
+fields, ``ros.bench`` beside the node's settings, the flat ``recon.*`` keys of several stages), a section class here
+adds it. Sections with no module of their own (``scene``, ``bench``, ``demo``) are defined here.
+
+A field's one-line doc (``inspatio-sim --help``, the README's key table) is the ``# comment`` on its line, else its
+entry in the ``Attributes:`` section of its class docstring (see :func:`inspatio_sim.config.field_doc`).
+
+Every section has ``validate()`` (raising :class:`~inspatio_sim.errors.ConfigError`);
+:func:`inspatio_sim.config.compose` runs :meth:`InSpatioConfig.validate` on every composed configuration. Importing
+this module imports torch (the sections' home modules need it) but neither gymnasium, rclpy nor pycolmap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from inspatio_sim.control.escm import ESCMConfig
+from inspatio_sim.errors import ConfigError
+from inspatio_sim.recon.frames import FrameSelection
+from inspatio_sim.recon.pipeline import ReconConfig
+from inspatio_sim.recon.sfm import SfMOptions
+from inspatio_sim.render.splat import RenderConfig
+from inspatio_sim.ros.messages import RosSettings
+from inspatio_sim.simulator import CameraConfig
+from inspatio_sim.world.world import WorldConfig
+
+SCHEMA_NAME = "inspatio_schema"
+"""Name of the root schema in hydra's ConfigStore (first entry of the defaults list in ``configs/config.yaml``)."""
+
+
+def _positive(prefix: str, obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not value > 0:
+            raise ConfigError(f"{prefix}.{name} must be > 0, got {value}")
+
+
+def _positive_list(prefix: str, obj: Any, *names: str) -> None:
+    for name in names:
+        values = list(getattr(obj, name))
+        if not values or not all(v > 0 for v in values):
+            raise ConfigError(f"{prefix}.{name} must be a non-empty list of positive numbers, got {values}")
+
+
+@dataclass
+class OracleSettings:
+    """The bundled ground-truth oracle scene (``scene.oracle``), generated on first use and cached."""
+
+    preset: str = "room"  # oracle preset: room or courtyard
+    seed: int = 0  # placement/texture jitter of the oracle scene
+    num_frames: int = 60  # frames along the handheld camera path
+    width: int = 320  # frame width in pixels
+    height: int = 240  # frame height in pixels
+    hfov_deg: float = 70.0  # horizontal field of view of the Scene camera (degrees)
+    fps: float = 15.0  # frame rate of the camera path (frames per second)
+    supersample: int = 3  # oracle anti-aliasing: render ss x ss sub-pixels per pixel (odd)
+
+    def validate(self) -> None:
+        """Ranges of the numbers; the preset name is checked by the Oracle when the scene is generated (importing
+        the preset list loads pybullet, which prints to stdout: ``inspatio-sim config`` must print only YAML)."""
+        if self.seed < 0:
+            raise ConfigError(f"scene.oracle.seed must be >= 0, got {self.seed}")
+        if self.num_frames < 2:
+            raise ConfigError(f"scene.oracle.num_frames must be >= 2, got {self.num_frames}")
+        _positive("scene.oracle", self, "width", "height", "fps")
+        if not 0 < self.hfov_deg < 180:
+            raise ConfigError(f"scene.oracle.hfov_deg must be within (0, 180), got {self.hfov_deg}")
+        if self.supersample < 1 or self.supersample % 2 == 0:
+            raise ConfigError(f"scene.oracle.supersample must be an odd integer >= 1, got {self.supersample}")
+
+
+@dataclass
+class SceneConfig:
+    """The Scene a command works on (``scene``): ``path`` if set, else the oracle scene (presets: ``scene=NAME``)."""
+
+    path: str | None = None  # a Scene directory or .npz; null = the oracle scene below, generated once and cached
+    oracle: OracleSettings = field(default_factory=OracleSettings)
+
+    def validate(self) -> None:
+        if self.path is not None and not str(self.path).strip():
+            raise ConfigError("scene.path must name a Scene directory or .npz file, or be null (the oracle scene)")
+        self.oracle.validate()
+
+
+@dataclass
+class RenderSection(RenderConfig):
+    """``render``: the renderer's settings (:class:`RenderConfig`) and the output camera (``render.camera``)."""
+
+    camera: CameraConfig = field(default_factory=CameraConfig)
+
+    def validate(self) -> None:
+        super().validate()
+        self.camera.validate()
+
+
+def _flat_section(name: str, parts: tuple[type, ...], own: type) -> type:
+    """A dataclass with the fields of each of ``parts`` side by side, then ``own``'s fields except those whose type
+    is one of ``parts`` (``own`` holds them as nodes; the flat section holds their fields instead), nodes last.
+
+    Field docs are looked up in ``parts`` and ``own`` (``__doc_sources__``); no default is copied.
+    """
+    specs: list[tuple[str, Any, Any]] = []
+    nodes: list[tuple[str, Any, Any]] = []
+    for cls in (*parts, own):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if cls is own and hints[f.name] in parts:
+                continue
+            if any(f.name == s[0] for s in specs + nodes):
+                raise TypeError(f"{name}: field {f.name} of {cls.__name__} is defined twice")
+            default = (field(default_factory=f.default_factory) if f.default_factory is not dataclasses.MISSING
+                       else field(default=f.default))
+            (nodes if dataclasses.is_dataclass(hints[f.name]) else specs).append((f.name, hints[f.name], default))
+    section = dataclasses.make_dataclass(name, specs + nodes, namespace={"__doc_sources__": (*parts, own)})
+    section.__module__ = __name__
+    return section
+
+
+@dataclass
+class ReconSection(_flat_section("_ReconFields", (FrameSelection, SfMOptions), ReconConfig)):  # type: ignore[misc]
+    """``recon``: the frame-sampling (:class:`FrameSelection`) and pycolmap (:class:`SfMOptions`) keys side by side
+    with the other :class:`ReconConfig` fields and its ``mvs`` and ``dynamic`` nodes."""
+
+    def validate(self) -> None:
+        ReconConfig.from_node(dataclasses.asdict(self))
+
+
+@dataclass
+class BenchRender:
+    """``bench.render``: sizes of ``inspatio-sim bench render`` (``--quick`` shrinks them, same metric keys)."""
+
+    resolutions: list[int] = field(default_factory=lambda: [64, 128])  # square output sizes of the speed table
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 16, 64])  # cameras per render call
+    seconds_per_case: float = 3.0  # timed seconds per case, split over 5 interleaved rounds (median reported)
+    novel_offsets: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5])  # offsets from the path (metres)
+    novel_views_per_offset: int = 48  # held-out poses per offset
+    fidelity_width: int = 320  # width of the fidelity renders (pixels; the Scene resolution)
+    fidelity_height: int = 240  # height of the fidelity renders (pixels; the Scene resolution)
+
+    def validate(self) -> None:
+        _positive_list("bench.render", self, "resolutions", "batch_sizes", "novel_offsets")
+        _positive("bench.render", self, "seconds_per_case", "novel_views_per_offset", "fidelity_width",
+                  "fidelity_height")
+
+
+@dataclass
+class BenchEnv:
+    """``bench.env``: sizes of ``inspatio-sim bench env``."""
+
+    resolutions: list[int] = field(default_factory=lambda: [64, 128])  # square camera sizes of the native vector env
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 16, 64, 256])  # agents per native vector env
+    compare_batch: int = 16  # B of the SyncVectorEnv / AsyncVectorEnv comparison (64x64)
+    seconds_per_case: float = 3.0  # timed seconds per case, split over 5 interleaved rounds (median reported)
+
+    def validate(self) -> None:
+        _positive_list("bench.env", self, "resolutions", "batch_sizes")
+        _positive("bench.env", self, "compare_batch", "seconds_per_case")
+
+
+@dataclass
+class BenchConfig:
+    """``bench``: settings of ``inspatio-sim bench NAME``."""
+
+    render: BenchRender = field(default_factory=BenchRender)
+    env: BenchEnv = field(default_factory=BenchEnv)
+
+    def validate(self) -> None:
+        self.render.validate()
+        self.env.validate()
+
+
+@dataclass
+class RosBench:
+    """``ros.bench``: settings of ``inspatio-sim bench ros``."""
+
+    rate: float = 30.0  # publish rate requested by `inspatio-sim bench ros` (Hz)
+    seconds: float = 10.0  # timed seconds per resolution (--quick: 3)
+    latency_trials: int = 20  # cmd_vel -> image latency samples (--quick: 8)
+
+    def validate(self) -> None:
+        _positive("ros.bench", self, "rate", "seconds", "latency_trials")
+
+
+@dataclass
+class RosSection(RosSettings):
+    """``ros``: the ROS 2 node's settings (:class:`RosSettings`) and its benchmark (``ros.bench``)."""
+
+    bench: RosBench = field(default_factory=RosBench)
+
+    def validate(self) -> None:
+        super().validate()
+        self.bench.validate()
+
+
+@dataclass
+class DemoConfig:
+    """``demo``: ``make demo`` / ``inspatio-sim demo``."""
+
+    reconstruct: bool = True  # build the World from the oracle clip reconstructed as a video (false: the exact Scene)
+
+    def validate(self) -> None:
+        """Nothing to check beyond the type."""
+
+
+@dataclass
+class InSpatioConfig:
+    """The whole configuration; every command composes it (``inspatio-sim config`` prints it)."""
+
+    device: str = "cpu"  # torch device of the World and the renderer: cpu, cuda, cuda:1, ...
+    out: str = "out"  # output directory of commands that write files (demo video, metrics)
+    scene: SceneConfig = field(default_factory=SceneConfig)
+    world: WorldConfig = field(default_factory=WorldConfig)
+    control: ESCMConfig = field(default_factory=ESCMConfig)
+    render: RenderSection = field(default_factory=RenderSection)
+    recon: ReconSection = field(default_factory=ReconSection)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    ros: RosSection = field(default_factory=RosSection)
+
+    def validate(self) -> None:
+        import torch
+
+        try:
+            torch.device(self.device)
+        except (RuntimeError, ValueError) as e:
+            raise ConfigError(f"device '{self.device}' is not a torch device (cpu, cuda, cuda:1, ...)") from e
+        if not str(self.out).strip():
+            raise ConfigError("out must name an output directory")
+        for f in dataclasses.fields(self):
+            section = getattr(self, f.name)
+            if dataclasses.is_dataclass(section):
+                section.validate()
+
+
+def register() -> None:
+    """Store :class:`InSpatioConfig` in hydra's ConfigStore under :data:`SCHEMA_NAME` (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=InSpatioConfig)
