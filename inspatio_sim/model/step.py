@@ -1,8 +1,10 @@
-"""The world-model step of the Simulator: explicit render -> completer (reads the cache) -> observation -> cache update.
+"""The world-model step of the Simulator: explicit render -> written-back content -> completer (reads the cache) ->
+observation -> cache update -> write-back.
 
 ``model.name`` chooses the completer: ``none`` (the explicit render as it is: no cache, no cost), ``classical``
 (:mod:`inspatio_sim.model.classical`) or ``star`` (the learned generator; refused until a checkpoint ships). One
-:class:`ModelStep` serves the B agents of a Simulator; every call is one step of every agent.
+:class:`ModelStep` serves the B agents of a Simulator; every call is one step of every agent. Observations keep the
+explicit render's depth and validity: completed pixels carry colour, not geometry.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from inspatio_sim.errors import ConfigError
 from inspatio_sim.model.cache import CacheConfig, SpatiotemporalCache
 from inspatio_sim.model.classical import ClassicalCompleter, ClassicalConfig, Completion
 from inspatio_sim.model.references import ReferenceFrames
-from inspatio_sim.model.warp import fill_depth
-from inspatio_sim.render import RenderOutput
+from inspatio_sim.model.warp import fill_depth, lift
+from inspatio_sim.model.writeback import GeneratedPool, WritebackConfig
+from inspatio_sim.render import RenderConfig, RenderOutput
 
 MODELS = ("none", "classical", "star")
+SOURCE_WRITEBACK = 4
+""":attr:`Completion.source` of pixels shown from the generated (written-back) layer."""
 
 
 @dataclass
@@ -28,6 +33,7 @@ class ModelConfig:
     name: str = "none"  # none | classical | star: what completes the explicit render
     cache: CacheConfig = field(default_factory=CacheConfig)
     classical: ClassicalConfig = field(default_factory=ClassicalConfig)
+    writeback: WritebackConfig = field(default_factory=WritebackConfig)
 
     def validate(self) -> None:
         if self.name not in MODELS:
@@ -37,10 +43,11 @@ class ModelConfig:
                               "use model=classical or model=none")
         self.cache.validate()
         self.classical.validate()
+        self.writeback.validate()
 
 
 class ModelStep:
-    """Completes the B agents' renders and keeps their caches.
+    """Completes the B agents' renders, keeps their caches and their written-back content.
 
     Args:
         refs: The World's recorded frames (:meth:`ReferenceFrames.from_scene`).
@@ -48,34 +55,71 @@ class ModelStep:
         height, width: Output resolution.
         K: ``(3, 3)`` output intrinsics.
         config: :class:`ModelConfig` (``name`` must not be ``none``: the Simulator skips the step then).
+        render: Renderer settings (the generated layer is drawn with them).
+        block_size: Points per block of the World (the generated layer uses the same).
     """
 
     def __init__(self, refs: ReferenceFrames, num_agents: int, height: int, width: int, K: torch.Tensor,
-                 config: ModelConfig) -> None:
+                 config: ModelConfig, render: RenderConfig | None = None, block_size: int = 64) -> None:
         config.validate()
         if config.name == "none":
             raise ConfigError("ModelStep needs a completer; model=none renders without one")
         self.config = config
         self.refs = refs
+        self.height, self.width = height, width
+        self.render_config = render or RenderConfig()
         self.K = torch.as_tensor(K, dtype=torch.float32, device=refs.rgb.device)
         self.cache = SpatiotemporalCache(refs, num_agents, height, width, config.cache)
         self.completer = ClassicalCompleter(config.classical)
+        self.pool = (None if config.writeback.scope == "off"
+                     else GeneratedPool(num_agents, config.writeback, block_size, refs.rgb.device))
         self.last: Completion | None = None
 
     def reset(self, mask: torch.Tensor | None = None) -> None:
-        """Clear the caches of the agents in ``mask (B,)`` (all when ``None``)."""
+        """Clear the caches and written-back content of the agents in ``mask (B,)`` (all when ``None``)."""
         self.cache.reset(mask)
+        if self.pool is not None and self.config.writeback.scope == "per_agent":
+            self.pool.reset(mask)
+
+    def memory_per_agent(self) -> int:
+        """Bytes of per-agent state: cache slots and history, plus the write-back pool."""
+        return self.cache.nbytes_per_agent() + (self.pool.nbytes_per_agent if self.pool is not None else 0)
 
     def __call__(self, frame: RenderOutput, poses: torch.Tensor, scene_time: torch.Tensor) -> RenderOutput:
         """Complete ``frame`` rendered at ``poses (B, 4, 4)``; ``scene_time (B,)`` video seconds shown.
 
-        Returns the observation: the completed colours with the render's own depth and validity (completed
-        pixels stay invalid: they are not geometry). The completion itself is kept in :attr:`last`.
+        Returns the observation: the completed colours with the render's own depth and validity. The completion
+        (with the depth estimate of filled pixels and where each came from) is kept in :attr:`last`.
         """
-        hole = ~frame.valid
-        known = frame.valid & (frame.depth > 0)
-        self.cache.select(poses, scene_time, fill_depth(frame.depth, known, "smooth"), hole, self.K)
-        done = self.completer.complete(frame, poses, self.K, self.cache.slots())
+        shown = frame
+        from_pool = torch.zeros_like(frame.valid)
+        if self.pool is not None:
+            gen = self.pool.render(poses, self.K, self.height, self.width, self.render_config)
+            if gen is not None:
+                from_pool = ~frame.valid & gen.valid
+                shown = RenderOutput(rgb=torch.where(from_pool[..., None], gen.rgb, frame.rgb),
+                                     depth=torch.where(from_pool, gen.depth, frame.depth),
+                                     valid=frame.valid | from_pool)
+        hole = ~shown.valid
+        known = shown.valid & (shown.depth > 0)
+        self.cache.select(poses, scene_time, fill_depth(shown.depth, known, "smooth"), hole, self.K)
+        done = self.completer.complete(shown, poses, self.K, self.cache.slots())
         self.cache.push(done.rgb, done.depth, poses, scene_time)
-        self.last = done
+        if self.pool is not None:
+            self._write_back(done, poses)
+        self.last = Completion(rgb=done.rgb, depth=done.depth, filled=done.filled | from_pool,
+                               source=torch.where(from_pool, SOURCE_WRITEBACK, done.source).to(torch.int8))
         return RenderOutput(rgb=done.rgb, depth=frame.depth, valid=frame.valid)
+
+    def _write_back(self, done: Completion, poses: torch.Tensor) -> None:
+        """Lift this step's completed pixels (with their estimated depth) into each agent's part of the pool."""
+        s = int(self.config.writeback.stride)
+        depth = torch.where(done.filled, done.depth, torch.zeros_like(done.depth))
+        points = lift(depth, poses.float(), self.K, stride=s)
+        keep = depth[:, ::s, ::s] > 0
+        colours = done.rgb[:, ::s, ::s]
+        fx = float(self.K[0, 0])
+        for agent in keep.any((1, 2)).nonzero().squeeze(1).tolist():
+            m = keep[agent]
+            d = depth[agent, ::s, ::s][m]
+            self.pool.write(agent, points[agent][m], colours[agent][m], spacing=float(d.median()) * s / fx)
