@@ -57,35 +57,48 @@ class CacheConfig:
 class CacheSlots:
     """What a completer reads, batched over ``B`` agents (``K`` reference and ``M`` history slots).
 
+    Images are not copied per step: slots index into the World's reference library and into the cache's own history
+    storage (``*_index`` rows select images of ``ref_frames`` / ``hist_rgb_store``); :meth:`ref_images` and
+    :meth:`hist_images` gather them as ``(B, K|M, ...)`` tensors for models that want them so.
+
     Attributes:
-        ref_index: ``(B, K)`` int64 frame index of each reference slot, -1 when empty.
+        ref_index: ``(B, K)`` int64 frame of each reference slot, -1 when empty.
         ref_valid: ``(B, K)`` bool, the slot holds a frame.
         ref_changed: ``(B, K)`` bool, the slot's frame changed at the last selection (keys/values to recompute).
-        ref_rgb: ``(B, K, Hr, Wr, 3)`` uint8 frames (zeros in empty slots).
-        ref_depth: ``(B, K, Hr, Wr)`` float32 depth (0 = no data).
         ref_pose: ``(B, K, 4, 4)`` float32 ``T_world_camera`` (identity in empty slots).
         ref_time: ``(B, K)`` float64 scene time of the frames.
-        ref_intrinsics: ``(3, 3)`` float32 intrinsics of the reference frames.
+        ref_frames: The reference library (frames ``(N, Hr, Wr, 3)``, depth, intrinsics ``K``).
         hist_valid: ``(B, M)`` bool, newest first.
-        hist_rgb: ``(B, M, H, W, 3)`` uint8 completed frames, newest first.
-        hist_depth: ``(B, M, H, W)`` float32 (render depth, or the completer's estimate on filled pixels; 0 = none).
-        hist_pose: ``(B, M, 4, 4)`` float32.
-        hist_time: ``(B, M)`` float64 simulation time.
+        hist_index: ``(B, M)`` int64 rows of ``hist_rgb_store`` / ``hist_depth_store``, newest first.
+        hist_rgb_store: ``(B * M, H, W, 3)`` uint8 completed frames (a view of the cache's ring storage).
+        hist_depth_store: ``(B * M, H, W)`` float32 (render depth, or the completer's estimate; 0 = none).
+        hist_pose: ``(B, M, 4, 4)`` float32, newest first.
+        hist_time: ``(B, M)`` float64 simulation time, newest first.
     """
 
     ref_index: torch.Tensor
     ref_valid: torch.Tensor
     ref_changed: torch.Tensor
-    ref_rgb: torch.Tensor
-    ref_depth: torch.Tensor
     ref_pose: torch.Tensor
     ref_time: torch.Tensor
-    ref_intrinsics: torch.Tensor
+    ref_frames: ReferenceFrames
     hist_valid: torch.Tensor
-    hist_rgb: torch.Tensor
-    hist_depth: torch.Tensor
+    hist_index: torch.Tensor
+    hist_rgb_store: torch.Tensor
+    hist_depth_store: torch.Tensor
     hist_pose: torch.Tensor
     hist_time: torch.Tensor
+
+    def ref_images(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, K, Hr, Wr, 3)`` uint8 frames and ``(B, K, Hr, Wr)`` depth of the reference slots (zeros if empty)."""
+        safe = self.ref_index.clamp(min=0)
+        v = self.ref_valid
+        return (torch.where(v[..., None, None, None], self.ref_frames.rgb[safe], 0),
+                torch.where(v[..., None, None], self.ref_frames.depth[safe], 0.0))
+
+    def hist_images(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, M, H, W, 3)`` uint8 frames and ``(B, M, H, W)`` depth of the history slots, newest first."""
+        return self.hist_rgb_store[self.hist_index], self.hist_depth_store[self.hist_index]
 
 
 class SpatiotemporalCache:
@@ -171,12 +184,15 @@ class SpatiotemporalCache:
         stride = max(1, min(h, w) // int(cfg.score_grid))
         d = depth[idx][:, ::stride, ::stride]  # (n, h', w')
         weight = torch.where(hole[idx][:, ::stride, ::stride], float(cfg.hole_weight), 1.0) * (d > 0)
-        points = lift(depth[idx], poses[idx], K, stride=stride)
+        points = lift(depth[idx], poses[idx], K, stride=stride)  # (n, h', w', 3)
+        n = idx.numel()
+        batch = torch.arange(n, device=self.device).repeat_interleave(points.shape[1] * points.shape[2])
         r = self.refs
-        found = lookup(points, poses[idx, :3, 3], r.rgb[cand], r.depth[cand], r.poses[cand], r.K)
+        found = lookup(points.reshape(-1, 3), batch, poses[idx, :3, 3], r.rgb, r.depth, cand, r.poses[cand], r.K)
         hidden = (found.depth > 0) & (found.depth < found.z * 0.95)
-        seen = (found.inside & ~hidden).float() * weight[:, None]
-        score = seen.sum((2, 3)) / weight.sum((1, 2)).clamp(min=1e-6)[:, None]  # (n, C) overlap fraction
+        wflat = weight.reshape(-1, 1)
+        seen = ((found.inside & ~hidden).float() * wflat).reshape(n, -1, cand.shape[1]).sum(1)
+        score = seen / weight.reshape(n, -1).sum(1).clamp(min=1e-6)[:, None]  # (n, C) overlap fraction
         if r.is_dynamic and cfg.time_weight > 0:
             score = score - cfg.time_weight * (r.timestamps[cand] - times[idx, None].double()).abs().float()
         k = min(int(cfg.ref_slots), cand.shape[1])
@@ -222,19 +238,18 @@ class SpatiotemporalCache:
         r = self.refs
         valid = self.ref_index >= 0
         safe = self.ref_index.clamp(min=0)
-        m = self.hist_rgb.shape[1]
+        b, m = self.hist_rgb.shape[:2]
         order = (self._head[:, None] - torch.arange(m, device=self.device)[None]) % max(m, 1)  # newest first
-        b = torch.arange(self.num_agents, device=self.device)[:, None]
+        rows = torch.arange(b, device=self.device)[:, None]
         eye = torch.eye(4, device=self.device)
         return CacheSlots(
             ref_index=self.ref_index.clone(), ref_valid=valid, ref_changed=self.ref_changed.clone(),
-            ref_rgb=torch.where(valid[..., None, None, None], r.rgb[safe], 0),
-            ref_depth=torch.where(valid[..., None, None], r.depth[safe], 0.0),
             ref_pose=torch.where(valid[..., None, None], r.poses[safe], eye),
-            ref_time=torch.where(valid, r.timestamps[safe], 0.0), ref_intrinsics=r.K,
+            ref_time=torch.where(valid, r.timestamps[safe], 0.0), ref_frames=r,
             hist_valid=torch.arange(m, device=self.device)[None] < self.hist_count[:, None],
-            hist_rgb=self.hist_rgb[b, order], hist_depth=self.hist_depth[b, order], hist_pose=self.hist_pose[b, order],
-            hist_time=self.hist_time[b, order],
+            hist_index=rows * m + order, hist_rgb_store=self.hist_rgb.reshape(b * m, *self.hist_rgb.shape[2:]),
+            hist_depth_store=self.hist_depth.reshape(b * m, *self.hist_depth.shape[2:]),
+            hist_pose=self.hist_pose[rows, order], hist_time=self.hist_time[rows, order],
         )
 
 

@@ -24,13 +24,15 @@ import cv2
 import numpy as np
 import torch
 
+from inspatio_sim.camera import pixel_rays
 from inspatio_sim.errors import ConfigError
 from inspatio_sim.model.cache import CacheSlots
-from inspatio_sim.model.warp import fill_depth, lift, lookup
+from inspatio_sim.model.warp import fill_depth, lookup
 from inspatio_sim.render import RenderOutput
 
-SOURCE_RENDER, SOURCE_HISTORY, SOURCE_REFERENCE, SOURCE_INPAINT = 0, 1, 2, 3
-"""Values of :attr:`Completion.source`."""
+SOURCE_RENDER, SOURCE_HISTORY, SOURCE_REFERENCE, SOURCE_INPAINT, SOURCE_WRITEBACK = 0, 1, 2, 3, 4
+"""Values of :attr:`Completion.source`: the explicit render, the agent's history, a reference video frame, OpenCV
+inpainting, the agent's written-back content."""
 
 _INPAINT = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 _NEG = -1e9
@@ -81,55 +83,59 @@ class ClassicalCompleter:
         self.config = config or ClassicalConfig()
         self.config.validate()
 
-    def complete(self, frame: RenderOutput, poses: torch.Tensor, K: torch.Tensor, slots: CacheSlots) -> Completion:
-        """Complete ``frame`` (rendered at ``poses (B, 4, 4)`` with ``K (3, 3)``) from the cache ``slots``."""
+    def complete(self, frame: RenderOutput, poses: torch.Tensor, K: torch.Tensor, slots: CacheSlots,
+                 generated: RenderOutput | None = None) -> Completion:
+        """Complete ``frame`` (rendered at ``poses (B, 4, 4)`` with ``K (3, 3)``) from the cache ``slots`` and,
+        where given, the agents' written-back content ``generated`` (rendered at the same cameras)."""
         hole = ~frame.valid
         b, h, w = hole.shape
-        source = torch.zeros((b, h, w), dtype=torch.int8, device=hole.device)
+        dev = hole.device
+        source = torch.zeros((b, h, w), dtype=torch.int8, device=dev)
         if not bool(hole.any()):
             return Completion(frame.rgb, frame.depth, hole, source)
         known = frame.valid & (frame.depth > 0)
-        hyps = torch.stack([fill_depth(frame.depth, known, "smooth"), fill_depth(frame.depth, known, "far")], 1)
-        best_score = torch.full((b, h, w), _NEG, device=hole.device)
-        best_rgb = torch.zeros((b, h, w, 3), device=hole.device)
-        best_depth = hyps[:, 0].clone()
-        best_source = torch.full((b, h, w), SOURCE_INPAINT, dtype=torch.int8, device=hole.device)
-        tol = float(self.config.depth_tolerance)
+        bi, vi, ui = hole.nonzero(as_tuple=True)  # the work is proportional to the holes, not to the image
+        hyps = [fill_depth(frame.depth, known, mode)[bi, vi, ui] for mode in ("smooth", "far")]
+        rays = pixel_rays(K.float(), h, w)[vi, ui]  # (N, 3) camera frame, z = 1
+        R, t = poses[bi, :3, :3].float(), poses[bi, :3, 3].float()
         centres = poses[:, :3, 3].float()
-        for hyp in range(hyps.shape[1]):
-            d = hyps[:, hyp]
-            points = lift(d, poses.float(), K.float())
+        n = bi.numel()
+        best = _Best(n, hyps[0], dev)
+        tol = float(self.config.depth_tolerance)
+        for hyp, d in enumerate(hyps):
+            points = (R @ (rays * d[:, None])[..., None])[..., 0] + t
             has_depth = (d > 0)[:, None]
-            candidates = []
-            if self.config.use_history and slots.hist_rgb.shape[1] > 0:
-                found = lookup(points, centres, slots.hist_rgb, slots.hist_depth, slots.hist_pose, K.float())
+            if self.config.use_history and slots.hist_index.shape[1] > 0:
+                found = lookup(points, bi, centres, slots.hist_rgb_store, slots.hist_depth_store, slots.hist_index,
+                               slots.hist_pose, K.float())
                 residual = (found.depth - found.z).abs() / (tol * found.z.clamp(min=1e-6))
-                ok = found.inside & (found.depth > 0) & (residual <= 1) & slots.hist_valid[..., None, None] & has_depth
-                candidates.append((found, torch.where(ok, 3.5 + found.cos - residual, _NEG), SOURCE_HISTORY))
-            found = lookup(points, centres, slots.ref_rgb, slots.ref_depth, slots.ref_pose, slots.ref_intrinsics)
+                ok = found.inside & (found.depth > 0) & (residual <= 1) & slots.hist_valid[bi] & has_depth
+                best.offer(torch.where(ok, 3.5 + found.cos - residual, _NEG), found.rgb, d, SOURCE_HISTORY)
+            refs = slots.ref_frames
+            found = lookup(points, bi, centres, refs.rgb, refs.depth, slots.ref_index.clamp(min=0), slots.ref_pose,
+                           refs.K)
+            ok = found.inside & slots.ref_valid[bi] & has_depth
             residual = (found.depth - found.z).abs() / (tol * found.z.clamp(min=1e-6))
-            agree = (found.depth > 0) & (residual <= 1)
-            unknown = found.depth <= 0
-            # agreeing depth beats no depth; the better-agreeing hypothesis and the closer viewing ray win
-            base = torch.where(agree, 3.0 - residual, torch.where(unknown, 1.0 + 0.25 * (hyp == 0), _NEG))
-            ok = found.inside & slots.ref_valid[..., None, None] & has_depth
-            candidates.append((found, torch.where(ok, base + found.cos, _NEG), SOURCE_REFERENCE))
-            for found, score, kind in candidates:
-                top, arg = score.max(dim=1)  # over slots
-                better = top > best_score
-                colour = found.rgb.gather(1, arg[:, None, :, :, None].expand(b, 1, h, w, 3))[:, 0]
-                best_score = torch.where(better, top, best_score)
-                best_rgb = torch.where(better[..., None], colour, best_rgb)
-                best_depth = torch.where(better, d, best_depth)
-                best_source = torch.where(better, torch.full_like(best_source, kind), best_source)
-        explained = hole & (best_score > _NEG / 2)
-        rgb = torch.where(explained[..., None], best_rgb.round().clamp(0, 255).to(torch.uint8), frame.rgb)
-        source = torch.where(explained, best_source, source)
-        rest = hole & ~explained
+            agree = ok & (found.depth > 0) & (residual <= 1)
+            unknown = ok & (found.depth <= 0)
+            # no depth in the frame (a plain surface): trust the hypothesis as far as the frames agree on the colour
+            consistency = _colour_agreement(found.rgb, unknown)
+            score = torch.where(agree, 3.0 - residual,
+                                torch.where(unknown, 1.0 + 0.5 * consistency[:, None] + 0.05 * (hyp == 0), _NEG))
+            best.offer(torch.where(ok, score + found.cos, _NEG), found.rgb, d, SOURCE_REFERENCE)
+        if generated is not None:  # written-back content: below what the video shows with agreeing depth
+            g_ok = generated.valid[bi, vi, ui]
+            best.offer(torch.where(g_ok, 2.0, _NEG)[:, None], generated.rgb[bi, vi, ui].float()[:, None],
+                       generated.depth[bi, vi, ui], SOURCE_WRITEBACK)
+        explained = best.score > _NEG / 2
+        rgb = frame.rgb.clone()
+        rgb[bi[explained], vi[explained], ui[explained]] = best.rgb[explained].round().clamp(0, 255).to(torch.uint8)
+        source[bi, vi, ui] = torch.where(explained, best.source, SOURCE_INPAINT).to(torch.int8)
+        rest = hole & (source == SOURCE_INPAINT)
         if bool(rest.any()) and self.config.inpaint != "none":
             rgb = self._inpaint(rgb, rest)
-        source = torch.where(rest, torch.full_like(source, SOURCE_INPAINT), source)
-        depth = torch.where(hole, best_depth, frame.depth)
+        depth = frame.depth.clone()
+        depth[bi, vi, ui] = best.depth
         return Completion(rgb=rgb, depth=depth, filled=hole, source=source)
 
     def _inpaint(self, rgb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -142,3 +148,34 @@ class ClassicalCompleter:
             radius = int(self.config.inpaint_radius)
             out[i] = cv2.inpaint(np.ascontiguousarray(images[i]), masks[i].astype(np.uint8), radius, flag)
         return torch.as_tensor(out, device=rgb.device)
+
+
+class _Best:
+    """The best candidate so far for each of ``N`` hole pixels (score, colour, depth hypothesis, source)."""
+
+    def __init__(self, n: int, depth: torch.Tensor, device: torch.device) -> None:
+        self.score = torch.full((n,), _NEG, device=device)
+        self.rgb = torch.zeros((n, 3), device=device)
+        self.depth = depth.clone()
+        self.source = torch.full((n,), SOURCE_INPAINT, dtype=torch.int8, device=device)
+
+    def offer(self, score: torch.Tensor, rgb: torch.Tensor, depth: torch.Tensor, kind: int) -> None:
+        """Candidates ``score (N, S)`` with colours ``rgb (N, S, 3)`` at depth ``depth (N,)`` from source ``kind``."""
+        top, arg = score.max(dim=1)
+        better = top > self.score
+        colour = rgb.gather(1, arg[:, None, None].expand(-1, 1, 3))[:, 0]
+        self.score = torch.where(better, top, self.score)
+        self.rgb = torch.where(better[:, None], colour, self.rgb)
+        self.depth = torch.where(better, depth, self.depth)
+        self.source = torch.where(better, torch.full_like(self.source, kind), self.source)
+
+
+def _colour_agreement(rgb: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` in [0, 1]: how well the frames that see a point (``ok (N, S)``) agree on its colour ``rgb (N, S, 3)``
+    (1: identical; 0.5 when fewer than two frames see it; 0 at a mean deviation of 64 grey levels or more)."""
+    w = ok.float()[..., None]
+    count = w.sum(1)
+    mean = (rgb * w).sum(1) / count.clamp(min=1)
+    dev = ((rgb - mean[:, None]).abs().mean(-1, keepdim=True) * w).sum(1) / count.clamp(min=1)
+    agreement = (1.0 - dev / 64.0).clamp(0.0, 1.0)[:, 0]
+    return torch.where(count[:, 0] >= 2, agreement, torch.full_like(agreement, 0.5))

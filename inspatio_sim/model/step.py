@@ -15,15 +15,13 @@ import torch
 
 from inspatio_sim.errors import ConfigError
 from inspatio_sim.model.cache import CacheConfig, SpatiotemporalCache
-from inspatio_sim.model.classical import ClassicalCompleter, ClassicalConfig, Completion
+from inspatio_sim.model.classical import SOURCE_INPAINT, ClassicalCompleter, ClassicalConfig, Completion
 from inspatio_sim.model.references import ReferenceFrames
 from inspatio_sim.model.warp import fill_depth, lift
 from inspatio_sim.model.writeback import GeneratedPool, WritebackConfig
 from inspatio_sim.render import RenderConfig, RenderOutput
 
 MODELS = ("none", "classical", "star")
-SOURCE_WRITEBACK = 4
-""":attr:`Completion.source` of pixels shown from the generated (written-back) layer."""
 
 
 @dataclass
@@ -91,30 +89,26 @@ class ModelStep:
         Returns the observation: the completed colours with the render's own depth and validity. The completion
         (with the depth estimate of filled pixels and where each came from) is kept in :attr:`last`.
         """
-        shown = frame
-        from_pool = torch.zeros_like(frame.valid)
+        generated = None
         if self.pool is not None:
-            gen = self.pool.render(poses, self.K, self.height, self.width, self.render_config)
-            if gen is not None:
-                from_pool = ~frame.valid & gen.valid
-                shown = RenderOutput(rgb=torch.where(from_pool[..., None], gen.rgb, frame.rgb),
-                                     depth=torch.where(from_pool, gen.depth, frame.depth),
-                                     valid=frame.valid | from_pool)
-        hole = ~shown.valid
-        known = shown.valid & (shown.depth > 0)
-        self.cache.select(poses, scene_time, fill_depth(shown.depth, known, "smooth"), hole, self.K)
-        done = self.completer.complete(shown, poses, self.K, self.cache.slots())
+            generated = self.pool.render(poses, self.K, self.height, self.width, self.render_config)
+        hole = ~frame.valid
+        known = frame.valid & (frame.depth > 0)
+        self.cache.select(poses, scene_time, fill_depth(frame.depth, known, "smooth"), hole, self.K)
+        done = self.completer.complete(frame, poses, self.K, self.cache.slots(), generated)
         self.cache.push(done.rgb, done.depth, poses, scene_time)
         if self.pool is not None:
             self._write_back(done, poses)
-        self.last = Completion(rgb=done.rgb, depth=done.depth, filled=done.filled | from_pool,
-                               source=torch.where(from_pool, SOURCE_WRITEBACK, done.source).to(torch.int8))
+        self.last = done
         return RenderOutput(rgb=done.rgb, depth=frame.depth, valid=frame.valid)
 
     def _write_back(self, done: Completion, poses: torch.Tensor) -> None:
-        """Lift this step's completed pixels (with their estimated depth) into each agent's part of the pool."""
+        """Lift this step's invented pixels (inpainted: nothing in the video or the written-back layer showed them)
+        with their estimated depth into each agent's part of the pool. Pixels taken from the video are not written:
+        the same step derives them again on a revisit."""
         s = int(self.config.writeback.stride)
-        depth = torch.where(done.filled, done.depth, torch.zeros_like(done.depth))
+        invent = done.filled & (done.source == SOURCE_INPAINT)
+        depth = torch.where(invent, done.depth, torch.zeros_like(done.depth))
         points = lift(depth, poses.float(), self.K, stride=s)
         keep = depth[:, ::s, ::s] > 0
         colours = done.rgb[:, ::s, ::s]

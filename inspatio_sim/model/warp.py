@@ -26,14 +26,14 @@ def lift(depth: torch.Tensor, poses: torch.Tensor, K: torch.Tensor, stride: int 
 
 @dataclass
 class Lookup:
-    """World points looked up in ``S`` source cameras per batch element.
+    """``N`` world points looked up in the ``S`` source cameras of their batch element.
 
     Attributes:
-        rgb: ``(B, S, H, W, 3)`` float32 bilinear colour of the source image at the projection.
-        depth: ``(B, S, H, W)`` float32 source depth at the projection (nearest pixel; 0 = no data).
-        z: ``(B, S, H, W)`` float32 z-depth of the point in the source camera.
-        inside: ``(B, S, H, W)`` bool, the point projects inside the source image, in front of the camera.
-        cos: ``(B, S, H, W)`` float32 cosine between the point's viewing rays from the target and source cameras.
+        rgb: ``(N, S, 3)`` float32 bilinear colour of the source image at the projection.
+        depth: ``(N, S)`` float32 source depth at the projection (nearest pixel; 0 = no data).
+        z: ``(N, S)`` float32 z-depth of the point in the source camera.
+        inside: ``(N, S)`` bool, the point projects inside the source image, in front of the camera.
+        cos: ``(N, S)`` float32 cosine between the point's viewing rays from the target and source cameras.
     """
 
     rgb: torch.Tensor
@@ -43,42 +43,48 @@ class Lookup:
     cos: torch.Tensor
 
 
-def lookup(points: torch.Tensor, target_centres: torch.Tensor, rgb: torch.Tensor, depth: torch.Tensor,
-           poses: torch.Tensor, K: torch.Tensor, near: float = 0.05) -> Lookup:
-    """Project world ``points (B, H, W, 3)`` into ``S`` source cameras each and sample them.
+def lookup(points: torch.Tensor, batch: torch.Tensor, target_centres: torch.Tensor, rgb: torch.Tensor,
+           depth: torch.Tensor, image_index: torch.Tensor, poses: torch.Tensor, K: torch.Tensor,
+           near: float = 0.05) -> Lookup:
+    """Project world ``points (N, 3)`` of batch elements ``batch (N,)`` into that element's ``S`` source cameras.
 
     Args:
-        points: World points to look up.
-        target_centres: ``(B, 3)`` centres of the cameras that see ``points`` (for the viewing-angle term).
-        rgb: ``(B, S, Hs, Ws, 3)`` uint8 or float source images.
-        depth: ``(B, S, Hs, Ws)`` float32 source depth (0 = no data).
+        points: World points to look up (metres).
+        batch: ``(N,)`` int64 batch element of each point.
+        target_centres: ``(B, 3)`` centres of the cameras that see the points (for the viewing-angle term).
+        rgb: ``(L, Hs, Ws, 3)`` uint8 or float image library.
+        depth: ``(L, Hs, Ws)`` float32 depth of the library (0 = no data).
+        image_index: ``(B, S)`` int64 library image of each source camera (no copies of the images are made).
         poses: ``(B, S, 4, 4)`` source ``T_world_camera``.
         K: ``(3, 3)`` intrinsics of the source images.
         near: Points closer than this to a source camera (metres) are not inside it.
     """
-    b, s = poses.shape[:2]
-    h, w = points.shape[1:3]
-    hs, ws = rgb.shape[2:4]
-    flat = points.reshape(b, 1, h * w, 3).expand(b, s, h * w, 3)
-    cam = se3.transform_points(se3.invert(poses), flat)  # (B, S, HW, 3)
-    z = cam[..., 2]
+    hs, ws = rgb.shape[1:3]
+    cam_from_world = se3.invert(poses)[batch]  # (N, S, 4, 4)
+    pc = (cam_from_world[..., :3, :3] @ points[:, None, :, None])[..., 0] + cam_from_world[..., :3, 3]
+    z = pc[..., 2]
     zs = z.clamp(min=1e-6)
-    u = K[0, 0] * cam[..., 0] / zs + K[0, 2]
-    v = K[1, 1] * cam[..., 1] / zs + K[1, 2]
+    u = K[0, 0] * pc[..., 0] / zs + K[0, 2]
+    v = K[1, 1] * pc[..., 1] / zs + K[1, 2]
     inside = (z > near) & (u >= -0.5) & (u <= ws - 0.5) & (v >= -0.5) & (v <= hs - 0.5)
-    # grid_sample with align_corners=True maps -1/+1 to the centres of the first/last pixels
-    grid = torch.stack([2.0 * u / max(ws - 1, 1) - 1.0, 2.0 * v / max(hs - 1, 1) - 1.0], -1)
-    grid = grid.reshape(b * s, h, w, 2)
-    src = rgb.reshape(b * s, hs, ws, 3).permute(0, 3, 1, 2).float()
-    colour = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=True)
-    src_depth = F.grid_sample(depth.reshape(b * s, 1, hs, ws), grid, mode="nearest", padding_mode="zeros",
-                              align_corners=True)
-    to_src = poses[:, :, None, :3, 3] - flat
-    to_tgt = target_centres[:, None, None, :] - flat
+    # bilinear colour from the four neighbours (clamped at the border), nearest depth
+    image = image_index[batch] * (hs * ws)  # (N, S) first pixel of each source image
+    uc, vc = u.clamp(0, ws - 1), v.clamp(0, hs - 1)
+    u0, v0 = uc.floor().long().clamp(max=ws - 2 if ws > 1 else 0), vc.floor().long().clamp(max=hs - 2 if hs > 1 else 0)
+    fu, fv = (uc - u0).unsqueeze(-1), (vc - v0).unsqueeze(-1)
+    flat_rgb = rgb.reshape(-1, 3).float()
+    u1, v1 = (u0 + 1).clamp(max=ws - 1), (v0 + 1).clamp(max=hs - 1)
+
+    def at(vv: torch.Tensor, uu: torch.Tensor) -> torch.Tensor:
+        return flat_rgb.index_select(0, (image + vv * ws + uu).reshape(-1)).reshape(*u.shape, 3)
+
+    colour = (at(v0, u0) * (1 - fu) + at(v0, u1) * fu) * (1 - fv) + (at(v1, u0) * (1 - fu) + at(v1, u1) * fu) * fv
+    near_px = image + vc.round().long() * ws + uc.round().long()
+    src_depth = depth.reshape(-1).index_select(0, near_px.reshape(-1)).reshape(u.shape)
+    to_src = poses[batch][..., :3, 3] - points[:, None]
+    to_tgt = (target_centres[batch] - points)[:, None].expand_as(to_src)
     cos = F.cosine_similarity(to_src, to_tgt, dim=-1)
-    shape = (b, s, h, w)
-    return Lookup(rgb=colour.permute(0, 2, 3, 1).reshape(*shape, 3), depth=src_depth.reshape(shape),
-                  z=z.reshape(shape), inside=inside.reshape(shape), cos=cos.reshape(shape))
+    return Lookup(rgb=colour, depth=torch.where(inside, src_depth, 0.0), z=z, inside=inside, cos=cos)
 
 
 def fill_depth(depth: torch.Tensor, known: torch.Tensor, mode: str) -> torch.Tensor:

@@ -60,8 +60,9 @@ def test_history_is_a_bounded_ring_newest_first_and_reset_isolates_agents():
         rgb = torch.full((2, H, W, 3), step, dtype=torch.uint8)
         cache.push(rgb, torch.full((2, H, W), float(step)), poses, torch.full((2,), float(step)))
     slots = cache.slots()
-    assert slots.hist_rgb.shape == (2, 2, H, W, 3) and slots.hist_valid.all()
-    assert slots.hist_rgb[:, 0].eq(4).all() and slots.hist_rgb[:, 1].eq(3).all()  # newest first
+    hist_rgb, _ = slots.hist_images()
+    assert hist_rgb.shape == (2, 2, H, W, 3) and slots.hist_valid.all()
+    assert hist_rgb[:, 0].eq(4).all() and hist_rgb[:, 1].eq(3).all()  # newest first
     assert slots.hist_time[0].tolist() == [4.0, 3.0]
     before = cache.nbytes_per_agent()
     _select(cache, [camera(0.0, 0.0)] * 2)
@@ -69,8 +70,8 @@ def test_history_is_a_bounded_ring_newest_first_and_reset_isolates_agents():
     slots = cache.slots()
     assert not slots.hist_valid[0].any() and slots.hist_valid[1].all()
     assert (slots.ref_index[0] == -1).all() and (slots.ref_index[1] >= 0).all()
-    assert not slots.ref_valid[0].any() and slots.ref_rgb[0].eq(0).all()
-    assert slots.hist_rgb[1, 0].eq(4).all()  # the other agent kept its history
+    assert not slots.ref_valid[0].any() and slots.ref_images()[0][0].eq(0).all()
+    assert slots.hist_images()[0][1, 0].eq(4).all()  # the other agent kept its history
     assert cache.nbytes_per_agent() == before  # memory does not grow with steps
     assert before < 2 * H * W * 8 + 4096
 

@@ -42,14 +42,17 @@ def test_lookup_returns_the_other_cameras_colour_and_depth_of_each_point():
     _, depth_t = view(target, K, H, W)
     rgb_s, depth_s = view(source, K, H, W)
     Kt = torch.as_tensor(K, dtype=torch.float32)
-    points = lift(depth_t[None], torch.as_tensor(target, dtype=torch.float32)[None], Kt)
-    found = lookup(points, torch.as_tensor(target[:3, 3], dtype=torch.float32)[None], rgb_s[None, None],
-                   depth_s[None, None], torch.as_tensor(source, dtype=torch.float32)[None, None], Kt)
-    inside = found.inside[0, 0]
+    points = lift(depth_t[None], torch.as_tensor(target, dtype=torch.float32)[None], Kt)[0].reshape(-1, 3)
+    batch = torch.zeros(points.shape[0], dtype=torch.long)
+    found = lookup(points, batch, torch.as_tensor(target[:3, 3], dtype=torch.float32)[None], rgb_s[None],
+                   depth_s[None], torch.zeros((1, 1), dtype=torch.long),
+                   torch.as_tensor(source, dtype=torch.float32)[None, None], Kt)
+    inside = found.inside[:, 0]
     assert 0.5 < inside.float().mean() < 1.0  # the source sees part of the target's view, not all of it
     # the source's depth at each projection equals the point's depth in the source camera (same surface)
-    assert torch.allclose(found.depth[0, 0][inside], found.z[0, 0][inside], rtol=0.02)
+    assert torch.allclose(found.depth[:, 0][inside], found.z[:, 0][inside], rtol=0.02)
     truth, _ = view(target, K, H, W)
     ok = inside.numpy()
-    assert psnr(found.rgb[0, 0].round().clamp(0, 255).byte().numpy()[ok], truth.numpy()[ok]) > 30
-    assert np.all(found.cos[0, 0][inside].numpy() > 0.9)
+    colour = found.rgb[:, 0].round().clamp(0, 255).byte().numpy()
+    assert psnr(colour[ok], truth.numpy().reshape(-1, 3)[ok]) > 30
+    assert np.all(found.cos[:, 0][inside].numpy() > 0.9)
