@@ -46,6 +46,7 @@ class ClassicalConfig:
     use_history: bool = True  # look in the agent's own past frames first (temporal stability)
     inpaint: str = "telea"  # telea | ns | none: OpenCV inpainting of what no cached frame shows
     inpaint_radius: int = 3  # inpainting neighbourhood (pixels)
+    min_agreement: float = 0.5  # frames without depth at a point are used only if they agree this well on its colour
 
     def validate(self) -> None:
         if self.inpaint not in (*_INPAINT, "none"):
@@ -121,7 +122,8 @@ class ClassicalCompleter:
             # no depth in the frame (a plain surface): trust the hypothesis as far as the frames agree on the colour
             consistency = _colour_agreement(found.rgb, unknown)
             score = torch.where(agree, 3.0 - residual,
-                                torch.where(unknown, 1.0 + 0.5 * consistency[:, None] + 0.05 * (hyp == 0), _NEG))
+                                torch.where(unknown & (consistency[:, None] >= self.config.min_agreement),
+                                            1.0 + 0.5 * consistency[:, None] + 0.05 * (hyp == 0), _NEG))
             best.offer(torch.where(ok, score + found.cos, _NEG), found.rgb, d, SOURCE_REFERENCE)
         if generated is not None:  # written-back content: below what the video shows with agreeing depth
             g_ok = generated.valid[bi, vi, ui]
