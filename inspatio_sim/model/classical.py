@@ -46,7 +46,7 @@ class ClassicalConfig:
     use_history: bool = True  # look in the agent's own past frames first (temporal stability)
     inpaint: str = "telea"  # telea | ns | none: OpenCV inpainting of what no cached frame shows
     inpaint_radius: int = 3  # inpainting neighbourhood (pixels)
-    min_agreement: float = 0.5  # frames without depth at a point are used only if they agree this well on its colour
+    min_agreement: float = 0.5  # depth-less frames are used if they agree this well on the colour (one frame: 0.5)
 
     def validate(self) -> None:
         if self.inpaint not in (*_INPAINT, "none"):
@@ -96,13 +96,14 @@ class ClassicalCompleter:
             return Completion(frame.rgb, frame.depth, hole, source)
         known = frame.valid & (frame.depth > 0)
         bi, vi, ui = hole.nonzero(as_tuple=True)  # the work is proportional to the holes, not to the image
-        hyps = [fill_depth(frame.depth, known, mode)[bi, vi, ui] for mode in ("smooth", "far")]
+        hyps = [fill_depth(frame.depth, known, mode)[bi, vi, ui] for mode in ("smooth", "far", "near")]
         rays = pixel_rays(K.float(), h, w)[vi, ui]  # (N, 3) camera frame, z = 1
         R, t = poses[bi, :3, :3].float(), poses[bi, :3, 3].float()
         centres = poses[:, :3, 3].float()
         n = bi.numel()
         best = _Best(n, hyps[0], dev)
         tol = float(self.config.depth_tolerance)
+        refs = slots.ref_frames
         for hyp, d in enumerate(hyps):
             points = (R @ (rays * d[:, None])[..., None])[..., 0] + t
             has_depth = (d > 0)[:, None]
@@ -111,20 +112,23 @@ class ClassicalCompleter:
                                slots.hist_pose, K.float())
                 residual = (found.depth - found.z).abs() / (tol * found.z.clamp(min=1e-6))
                 ok = found.inside & (found.depth > 0) & (residual <= 1) & slots.hist_valid[bi] & has_depth
-                best.offer(torch.where(ok, 3.5 + found.cos - residual, _NEG), found.rgb, d, SOURCE_HISTORY)
-            refs = slots.ref_frames
+                best.offer(torch.where(ok, 2.5 + 0.5 * found.cos - residual, _NEG), found.rgb, d, SOURCE_HISTORY)
+            # the reference frames: a depth hypothesis is as good as the frames that see the point agree on it (their
+            # depth where they have one, their colour always); the colour is their weighted mean
             found = lookup(points, bi, centres, refs.rgb, refs.depth, slots.ref_index.clamp(min=0), slots.ref_pose,
                            refs.K)
-            ok = found.inside & slots.ref_valid[bi] & has_depth
             residual = (found.depth - found.z).abs() / (tol * found.z.clamp(min=1e-6))
-            agree = ok & (found.depth > 0) & (residual <= 1)
-            unknown = ok & (found.depth <= 0)
-            # no depth in the frame (a plain surface): trust the hypothesis as far as the frames agree on the colour
-            consistency = _colour_agreement(found.rgb, unknown)
-            score = torch.where(agree, 3.0 - residual,
-                                torch.where(unknown & (consistency[:, None] >= self.config.min_agreement),
-                                            1.0 + 0.5 * consistency[:, None] + 0.05 * (hyp == 0), _NEG))
-            best.offer(torch.where(ok, score + found.cos, _NEG), found.rgb, d, SOURCE_REFERENCE)
+            sees = found.inside & slots.ref_valid[bi] & has_depth
+            agree = sees & (found.depth > 0) & (residual <= 1)
+            use = agree | (sees & (found.depth <= 0))  # frames whose depth does not contradict the hypothesis
+            count = use.sum(1)
+            weight = use.float() * found.cos.clamp(min=0.1)
+            mean = (found.rgb * weight[..., None]).sum(1) / weight.sum(1).clamp(min=1e-6)[:, None]
+            consistency = _colour_agreement(found.rgb, use)
+            agreeing = agree.any(1)
+            trusted = agreeing | ((count >= 1) & (consistency >= self.config.min_agreement))
+            score = 1.0 + consistency + agree.sum(1) / count.clamp(min=1) + 0.02 * (hyp == 0)
+            best.offer(torch.where(trusted, score, _NEG)[:, None], mean[:, None], d, SOURCE_REFERENCE)
         if generated is not None:  # written-back content: below what the video shows with agreeing depth
             g_ok = generated.valid[bi, vi, ui]
             best.offer(torch.where(g_ok, 2.0, _NEG)[:, None], generated.rgb[bi, vi, ui].float()[:, None],

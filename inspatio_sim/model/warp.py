@@ -93,13 +93,16 @@ def fill_depth(depth: torch.Tensor, known: torch.Tensor, mode: str) -> torch.Ten
     ``mode="smooth"``: push-pull (average known depth per coarser cell, normalised bilinear interpolation back): a
     smooth surface spanned by the hole's rim, for holes inside one surface. ``mode="far"``: the farthest known depth
     within ``FAR_REACH`` times the pixel's distance to the rim, for disocclusions, which show what lies behind the
-    occluder bordering them on one side. Pixels with no known depth anywhere get 0.
+    occluder bordering them on one side; ``mode="near"`` the nearest one there (a foreground surface continued into
+    the hole). Pixels with no known depth anywhere get 0.
     """
     if mode == "smooth":
         return _fill_smooth(depth, known)
     if mode == "far":
-        return _fill_far(depth, known)
-    raise ValueError(f"fill_depth mode must be 'smooth' or 'far', got '{mode}'")
+        return _fill_extreme(depth, known, farthest=True)
+    if mode == "near":
+        return _fill_extreme(depth, known, farthest=False)
+    raise ValueError(f"fill_depth mode must be 'smooth', 'far' or 'near', got '{mode}'")
 
 
 FAR_REACH = 4
@@ -126,9 +129,11 @@ def _fill_smooth(depth: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     return filled[:, 0]
 
 
-def _fill_far(depth: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    # sparse table of window maxima at full resolution: level i is the max over a (2^(i+1) - 1)-wide window
-    m = torch.where(known, depth, torch.zeros_like(depth))[:, None]
+def _fill_extreme(depth: torch.Tensor, known: torch.Tensor, farthest: bool) -> torch.Tensor:
+    # sparse table of window maxima at full resolution: level i is the max over a (2^(i+1) - 1)-wide window; the
+    # nearest depth is the max of the negated inverse depth (unknown pixels stay 0 either way)
+    value = depth if farthest else torch.where(known, 1.0 / depth.clamp(min=1e-6), torch.zeros_like(depth))
+    m = torch.where(known, value, torch.zeros_like(depth))[:, None]
     k = known[:, None].float()
     maxima, reached = [m], [k]
     step = 1
@@ -145,4 +150,6 @@ def _fill_far(depth: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     reach = (first + int(math.log2(FAR_REACH))).clamp(max=len(maxima) - 1)
     out = torch.gather(torch.stack(maxima), 0, reach[None])[0]
     out = torch.where(first < len(maxima), out, torch.zeros_like(out))
+    if not farthest:
+        out = torch.where(out > 0, 1.0 / out.clamp(min=1e-12), torch.zeros_like(out))
     return torch.where(known[:, None], depth[:, None], out)[:, 0]

@@ -91,12 +91,15 @@ def test_a_revisit_shows_what_was_completed_before_from_the_agents_history():
     hole = _hole()
     frame, _ = _holed_render(TARGET, hole)
     first, cache = _complete(refs, frame, TARGET)
-    again, _ = _complete(refs, frame, TARGET, cache=cache)
+    poses = torch.as_tensor(TARGET, dtype=torch.float32)[None]
+    slots = cache.slots()
+    slots.ref_valid[:] = False  # the reference frames are gone: only the agent's own history can explain the hole
+    again = ClassicalCompleter().complete(frame, poses, KT, slots)
     assert (again.source[0][hole] == SOURCE_HISTORY).float().mean() > 0.95
     assert psnr(again.rgb[0].numpy(), first.rgb[0].numpy()) > 40
-    # without history the same pixels come from the references again
-    plain, _ = _complete(refs, frame, TARGET, config=ClassicalConfig(use_history=False))
-    assert (plain.source[0][hole] == SOURCE_REFERENCE).all()
+    # without history the hole is inpainted
+    lost = ClassicalCompleter(ClassicalConfig(use_history=False)).complete(frame, poses, KT, slots)
+    assert (lost.source[0][hole] == SOURCE_INPAINT).all()
 
 
 def test_nothing_to_complete_returns_the_render_unchanged():
