@@ -29,6 +29,8 @@ class SimulatorSpec:
         depth: Add a ``depth`` observation.
         device: Torch device of the World, the renderer and (with ``torch_obs``) the observations (``None``: the
             configured ``device``, ``cpu`` by default).
+        model: World-model completer (``model.name``): ``none``, ``classical`` or ``star``; ``None`` keeps the
+            configured one (``none`` by default).
         overrides: Extra hydra overrides (``key=value``), e.g. ``["control.radius=0.3", "scene=courtyard"]``.
     """
 
@@ -39,6 +41,7 @@ class SimulatorSpec:
     hfov_deg: float | None = None
     depth: bool = False
     device: str | None = None
+    model: str | None = None
     overrides: list[str] = field(default_factory=list)
 
     @classmethod
@@ -66,7 +69,8 @@ def make_simulator(spec: SimulatorSpec, num_agents: int) -> Simulator:
     if spec.world is not None:
         overrides.append(f"scene.path={spec.world}")
     for key, value in (("control.action_model", spec.action_model), ("render.camera.width", spec.width),
-                       ("render.camera.height", spec.height), ("render.camera.hfov_deg", spec.hfov_deg)):
+                       ("render.camera.height", spec.height), ("render.camera.hfov_deg", spec.hfov_deg),
+                       ("model.name", spec.model)):
         if value is not None:
             overrides.append(f"{key}={value}")
     return build_simulator(compose(overrides), num_agents, device=spec.device)

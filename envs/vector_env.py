@@ -123,7 +123,7 @@ class InSpatioVectorEnv(VectorEnv):
             if s is not None or self._rngs[i] is None:  # unseeded and never seeded: fresh entropy
                 self._rngs[i], self.rng_seeds[i] = seeding.np_random(s)
         self._reset_envs(mask)
-        frame = sim.observe()
+        frame = sim.observe(torch.as_tensor(mask, device=self.device))
         task.begin(frame, np.flatnonzero(mask))
         obs = self._observation(frame)
         return self._out(obs), self._out(_masked(self._state_info(), mask))
@@ -163,7 +163,7 @@ class InSpatioVectorEnv(VectorEnv):
                 final_obs[i] = {k: v[i] for k, v in obs.items()}
             final_info = _masked({**self._state_info(), **stepped}, done)
             self._reset_envs(done)
-            frame = sim.observe()
+            frame = sim.observe(torch.as_tensor(done, device=self.device))
             task.begin(frame, np.flatnonzero(done))
             obs = self._observation(frame)
             info = {"final_obs": final_obs, "_final_obs": done.copy(), "final_info": final_info,

@@ -16,12 +16,14 @@ from omegaconf import DictConfig, OmegaConf
 from inspatio_sim.config import to_dataclass
 from inspatio_sim.control import ESCMConfig
 from inspatio_sim.errors import ConfigError
+from inspatio_sim.model import ModelConfig, ReferenceFrames
 from inspatio_sim.render import RenderConfig
 from inspatio_sim.scene_source import load_scene
 from inspatio_sim.simulator import CameraConfig, Simulator
 from inspatio_sim.world import World, WorldConfig, build_world
 
 _WORLDS: weakref.WeakValueDictionary[str, World] = weakref.WeakValueDictionary()
+_REFERENCES: dict[int, ReferenceFrames] = {}  # by id of a live World; dropped when the World is collected
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -87,5 +89,20 @@ def build_simulator(cfg: DictConfig, num_agents: int = 1, device: str | torch.de
         control.dt = float(dt)
     render = to_dataclass(RenderConfig, cfg.render, "render")
     camera = to_dataclass(CameraConfig, cfg.render.camera, "render.camera")
+    model = OmegaConf.to_object(cfg.model) if "model" in cfg else ModelConfig()
     world = world_from_config(cfg, device, progress=progress)
-    return Simulator(world, int(num_agents), control=control, render=render, camera=camera)
+    refs = references_from_config(cfg, world) if model.name != "none" else None
+    return Simulator(world, int(num_agents), control=control, render=render, camera=camera, model=model,
+                     references=refs)
+
+
+def references_from_config(cfg: DictConfig, world: World) -> ReferenceFrames:
+    """The recorded frames of ``cfg.scene`` on ``world``'s device, as the world model reads them (kept while the
+    World lives)."""
+    refs = _REFERENCES.get(id(world))
+    if refs is None:
+        refs = ReferenceFrames.from_scene(load_scene(cfg.scene, progress=False), world.device,
+                                          min_confidence=world.config.min_confidence)
+        _REFERENCES[id(world)] = refs
+        weakref.finalize(world, _REFERENCES.pop, id(world), None)
+    return refs

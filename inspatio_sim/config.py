@@ -193,6 +193,7 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     from inspatio_sim.config_schema import register
 
     register()
+    overrides = [_shorthand(o) for o in overrides]
     parsed = _parse(overrides)
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
@@ -202,6 +203,14 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
         raise _merge_error(e, parsed) from e
     obj.validate()  # type: ignore[union-attr]
     return cfg
+
+
+MODEL_SHORTHAND = "model="
+"""``model=NAME`` is short for ``model.name=NAME`` (the completer: ``none``, ``classical`` or ``star``)."""
+
+
+def _shorthand(override: str) -> str:
+    return "model.name=" + override[len(MODEL_SHORTHAND):] if override.startswith(MODEL_SHORTHAND) else override
 
 
 def to_dataclass(cls: type[T], node: DictConfig | dict[str, Any], prefix: str) -> T:

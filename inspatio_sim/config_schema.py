@@ -23,6 +23,7 @@ from typing import Any
 
 from inspatio_sim.control.escm import ESCMConfig
 from inspatio_sim.errors import ConfigError
+from inspatio_sim.model.step import ModelConfig
 from inspatio_sim.recon.frames import FrameSelection
 from inspatio_sim.recon.pipeline import ReconConfig
 from inspatio_sim.recon.sfm import SfMOptions
@@ -223,6 +224,7 @@ class InSpatioConfig:
     demo: DemoConfig = field(default_factory=DemoConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     ros: RosSection = field(default_factory=RosSection)
+    model: ModelConfig = field(default_factory=ModelConfig)
 
     def validate(self) -> None:
         import torch

@@ -21,6 +21,7 @@ from scipy.spatial.transform import Rotation
 from inspatio_sim.control import ESCM, ESCMConfig, StepOutcome
 from inspatio_sim.conventions import intrinsics_from_fov
 from inspatio_sim.errors import ConfigError, WorldError
+from inspatio_sim.model import ModelConfig, ModelStep, ReferenceFrames
 from inspatio_sim.render import RenderConfig, RenderOutput, render_world
 from inspatio_sim.world import World
 
@@ -51,10 +52,15 @@ class Simulator:
         control: Constraint-module settings (action model, limits, radius, ...).
         render: Renderer settings.
         camera: Output camera.
+        model: World-model step (``model.name``: ``none`` renders only; ``classical`` completes the render's holes
+            from the cache and writes them back).
+        references: The recorded frames the model reads (:meth:`ReferenceFrames.from_scene` of the World's Scene);
+            required unless ``model.name`` is ``none``.
     """
 
     def __init__(self, world: World, num_agents: int, control: ESCMConfig | None = None,
-                 render: RenderConfig | None = None, camera: CameraConfig | None = None) -> None:
+                 render: RenderConfig | None = None, camera: CameraConfig | None = None,
+                 model: ModelConfig | None = None, references: ReferenceFrames | None = None) -> None:
         self.world = world
         self.camera = camera or CameraConfig()
         self.camera.validate()
@@ -66,6 +72,14 @@ class Simulator:
         self.K = intrinsics_from_fov(self.camera.width, self.camera.height, self.camera.hfov_deg)
         self.time = torch.zeros(num_agents, dtype=torch.float64, device=self.device)
         self._start_positions: np.ndarray | None = None
+        self.model_config = model or ModelConfig()
+        self.model_config.validate()
+        self.model: ModelStep | None = None
+        if self.model_config.name != "none":
+            if references is None:
+                raise ConfigError(f"model={self.model_config.name} needs the World's recorded frames (references)")
+            self.model = ModelStep(references, num_agents, self.camera.height, self.camera.width, self.K,
+                                   self.model_config, self.render_config, world.config.block_size)
 
     @property
     def dt(self) -> float:
@@ -161,6 +175,8 @@ class Simulator:
             poses[i] = self.sample_start_poses(1, rngs[i])[0]
         self.escm.reset(poses, m)
         self.time = torch.where(m, torch.zeros_like(self.time), self.time)
+        if self.model is not None:
+            self.model.reset(m)
 
     def step(self, actions: torch.Tensor) -> StepOutcome:
         """Apply actions (see :class:`~inspatio_sim.control.ESCM`) and advance every agent's clock by ``dt``."""
@@ -183,10 +199,22 @@ class Simulator:
         self.time = torch.where(mask, state[3], self.time)
         e.restore_robot(state[4], mask)
 
-    def observe(self) -> RenderOutput:
-        """Render every agent's camera at its current pose and time."""
-        return render_world(self.world, self.poses(), self.time, self.K, self.camera.height, self.camera.width,
-                            self.render_config)
+    def observe(self, agents: torch.Tensor | None = None) -> RenderOutput:
+        """Every agent's observation at its current pose and time: the explicit render, completed by the world
+        model when one is configured.
+
+        Args:
+            agents: ``(B,)`` bool, the agents whose observation is new (they stepped or were reset since their last
+                one); ``None`` = all. With a world model, each call is one model step of these agents (their caches
+                and written-back content are updated); the others get their previous observation again.
+        """
+        poses = self.poses()
+        frame = render_world(self.world, poses, self.time, self.K, self.camera.height, self.camera.width,
+                             self.render_config)
+        if self.model is None:
+            return frame
+        scene_time = self.world.timestamps[self.world.frame_at(self.time)]
+        return self.model(frame, poses, scene_time, agents)
 
     def heading(self) -> torch.Tensor:
         """``(B,)`` yaw of the agents' bodies (radians, world frame, 0 = +x, counter-clockwise)."""
