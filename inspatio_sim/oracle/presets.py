@@ -442,12 +442,20 @@ def _plain(seed: int) -> PresetSpec:
     w, h = _tex_shape(rug, "+z", texel)
     blocks.append(Block("rug", rug, (rx, ry, rug[2] / 2), 0.0,
                         {"+z": tx.poster(rng, "immunohistochemistry", w, h)}))
+    mats = [  # a patterned runner and a coir doormat: texture on the floor for the ground plane
+        ("runner", (0.8, 1.4, 0.01), (2.05, -0.1), "brick", (150.0, 60.0, 55.0), 1.2),
+        ("doormat", (0.5, 0.8, 0.01), (-2.55, 0.15), "gravel", (140.0, 105.0, 70.0), 1.5),
+    ]
+    for name, size, xy, mat, colour, contrast in mats:
+        w, h = _tex_shape(size, "+z", texel)
+        blocks.append(Block(name, size, (*_jitter(rng, xy, 0.03), size[2] / 2), 0.0,
+                            {"+z": tx.material(rng, mat, w, h, colour, contrast=contrast, texels_per_tile=120)}))
 
     sides = ("+x", "-x", "+y", "-y", "+z")
     furniture = [  # name, size, (x, y), z of the support, yaw_deg, colour
         ("sofa_seat", (2.0, 0.9, 0.42), (-0.9, -2.0), 0.0, 0.0, (205.0, 205.0, 200.0)),
         ("sofa_back", (2.0, 0.22, 0.88), (-0.9, -2.36), 0.0, 0.0, (205.0, 205.0, 200.0)),
-        ("wardrobe", (0.6, 1.3, 1.95), (2.66, 1.25), 0.0, 0.0, (232.0, 230.0, 224.0)),
+        ("wardrobe", (0.6, 1.3, 1.95), (2.66, 1.55), 0.0, 0.0, (232.0, 230.0, 224.0)),
         ("table", (1.2, 0.75, 0.74), (-2.2, -0.95), 0.0, 0.0, (168.0, 174.0, 186.0)),
         ("cabinet", (0.45, 1.1, 0.8), (2.7, -1.2), 0.0, 0.0, (120.0, 126.0, 136.0)),
     ]
@@ -457,6 +465,26 @@ def _plain(seed: int) -> PresetSpec:
         placed[name] = (x, y)
         blocks.append(_painted(rng, name, size, (x, y, z0 + size[2] / 2), yaw, colour, sides, waves, grain, texel))
     # a few textured things a room has (boxes with printed labels), on the table and the cabinet
+    # the wardrobe's doors: a seam and two handles on its plain front
+    wardrobe = next(k for k, blk in enumerate(blocks) if blk.name == "wardrobe")
+    front = blocks[wardrobe].faces["-x"].copy()
+    fh, fw = front.shape[:2]
+    seam, metal = max(1, int(0.008 / texel)), (70, 70, 76)
+    front[:, fw // 2 - seam: fw // 2 + seam] = (front[:, fw // 2 - seam: fw // 2 + seam] * 0.55).astype(np.uint8)
+    front[int(fh - 0.12 / texel): int(fh - 0.12 / texel) + seam] = metal
+    for off in (-0.06, 0.05):
+        x0, y0 = int(fw / 2 + off / texel), int(fh / 2 - 0.15 / texel)
+        front[y0: y0 + int(0.3 / texel), x0: x0 + max(2, int(0.015 / texel))] = metal
+    blocks[wardrobe] = Block("wardrobe", blocks[wardrobe].size, blocks[wardrobe].position, blocks[wardrobe].yaw,
+                             {**blocks[wardrobe].faces, "-x": front})
+    # a low bookshelf under the window and a tall one beside the door
+    low = (1.4, 0.3, 0.8)
+    lxy = _jitter(rng, (-0.5, sy / 2 - low[1] / 2 - 0.01), 0.03)
+    w, h = _tex_shape(low, "-y", texel)
+    low_faces = dict(_painted(rng, "low_shelf", low, (*lxy, low[2] / 2), 0.0, (92.0, 64.0, 42.0),
+                              ("+x", "-x", "+z"), waves, grain, texel).faces)
+    low_faces["-y"] = tx.bookshelf(rng, w, h, texel)
+    blocks.append(Block("low_shelf", low, (*lxy, low[2] / 2), 0.0, low_faces))
     shelf = (0.35, 1.2, 1.8)
     sxy = _jitter(rng, (-sx / 2 + shelf[0] / 2 + 0.01, 1.75), 0.03)
     w, h = _tex_shape(shelf, "+x", texel)
