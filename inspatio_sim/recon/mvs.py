@@ -11,7 +11,9 @@ fit again). ZNCC at the final depth gives the photometric confidence. After all 
 consistency (each pixel reprojected into every neighbour's depth map and back; count agreeing views) times the
 photometric term is the confidence; low-confidence, inconsistent and untextured pixels are dropped, the rest gets a
 3x3 median, flying pixels at depth edges (3x3 relative jump > ``edge_threshold``) are dropped, and small holes with a
-smooth rim are filled (at half confidence). Depth 0 (confidence 0) = no data: sky, texture-less, inconsistent.
+smooth rim are filled (at half confidence). Finally (``complete``), textureless regions are completed with one
+plane per image segment, verified across views (:mod:`inspatio_sim.recon.completion`; confidence 0.5-0.75). Depth 0
+(confidence 0) = no data: sky, a view through a window, texture-less surfaces that could not be completed.
 
 Measured with ``python -m inspatio_sim.recon.mvs room courtyard`` (GT poses; sparse input = 300 static GT depth
 pixels per frame with 1 % depth and 0.5 px noise; metrics over static pixels with GT depth > 0; AbsRel and
