@@ -101,7 +101,7 @@ def _cmd_demo(args: argparse.Namespace, cfg: DictConfig) -> int:
 
 
 def _cmd_reconstruct(args: argparse.Namespace, cfg: DictConfig) -> int:
-    from inspatio_sim.recon.pipeline import run_reconstruct
+    from inspatio_sim.recon_report import run_reconstruct
 
     return run_reconstruct(args, cfg)
 

@@ -30,11 +30,12 @@ from inspatio_sim.config import to_dataclass
 from inspatio_sim.metrics import carry_poses, depth_absrel, depth_delta, psnr, trajectory_errors
 from inspatio_sim.oracle import Oracle
 from inspatio_sim.recon.pipeline import reconstruct
+from inspatio_sim.recon_report import train_view_psnr
 from inspatio_sim.render import RenderConfig, render_world
 from inspatio_sim.scene import Scene
 from inspatio_sim.scene_source import load_scene
 from inspatio_sim.video_io import write_video
-from inspatio_sim.world import WorldConfig, build_world
+from inspatio_sim.world import World, WorldConfig, build_world
 
 
 def evaluate(rec: Scene, gt: Scene, frame_index: np.ndarray) -> dict[str, float]:
@@ -63,7 +64,7 @@ def evaluate(rec: Scene, gt: Scene, frame_index: np.ndarray) -> dict[str, float]
 
 
 def novel_view_psnr(rec: Scene, gt: Scene, frame_index: np.ndarray, cfg: DictConfig, offset: float, count: int,
-                    device: str, oracle: Oracle) -> float:
+                    device: str, oracle: Oracle, world: World | None = None) -> float:
     """Mean PSNR of the World built from ``rec`` at held-out poses ``offset`` m off the path vs. oracle renders.
 
     Each held-out pose is carried into the reconstruction's frame relative to its nearest recorded camera:
@@ -75,7 +76,8 @@ def novel_view_psnr(rec: Scene, gt: Scene, frame_index: np.ndarray, cfg: DictCon
     scale = trajectory_errors(rec.poses, gt.poses[frame_index])["sim3_scale"]
     poses_gt, times = offset_poses(gt, oracle, offset, count, np.random.default_rng(1))
     poses_rec = carry_poses(poses_gt, gt.poses[frame_index], rec.poses, scale)
-    world = build_world(rec, to_dataclass(WorldConfig, cfg.world, "world"), device=device, progress=False)
+    if world is None:
+        world = build_world(rec, to_dataclass(WorldConfig, cfg.world, "world"), device=device, progress=False)
     rcfg = to_dataclass(RenderConfig, cfg.render, "render")
     ours = render_world(world, torch.as_tensor(poses_rec, device=device), torch.as_tensor(times), gt.K, gt.height,
                         gt.width, rcfg)
@@ -102,9 +104,13 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
     frame_index = np.array([int(np.argmin(np.abs(gt.timestamps - gt.timestamps[0] - t))) for t in rec.timestamps])
     metrics = evaluate(rec, gt, frame_index)
     oracle_cfg = scene_cfg["oracle"]
+    world = build_world(rec, to_dataclass(WorldConfig, cfg.world, "world"), device=device, progress=False)
+    train = train_view_psnr(rec, render_config=to_dataclass(RenderConfig, cfg.render, "render"), world=world)
+    metrics["train_view_psnr_recon"] = train["train_view_psnr"]
+    metrics["train_view_coverage_recon"] = train["train_view_coverage"]
     with Oracle(preset=oracle_cfg["preset"], seed=int(oracle_cfg["seed"])) as oracle:
         metrics["novel_view_psnr_recon_025m"] = novel_view_psnr(rec, gt, frame_index, cfg, 0.25, 8 if quick else 32,
-                                                                device, oracle)
+                                                                device, oracle, world)
         metrics["novel_view_psnr_gt_scene_025m"] = _gt_scene_psnr(gt, cfg, 0.25, 8 if quick else 32, device, oracle)
     metrics["recon_seconds"] = recon_s
     for k, v in report["seconds"].items():

@@ -198,7 +198,7 @@ def _room(seed: int) -> PresetSpec:
     sx, sy, sz = 6.0, 5.0, 2.8
     t, eps, texel = 0.2, 0.01, tx.TEXEL_M
     blocks: list[Block] = []
-    photos = list(tx.PHOTOS)
+    photos = ["astronaut", "coffee", "text", "chelsea", "page", "camera", "coins", "rocket"]
     rng.shuffle(photos)
     wall_colours = [(205, 175, 150), (195, 185, 165), (210, 190, 160), (185, 175, 170)]
     walls = [  # name, centre, size, inner face
@@ -349,7 +349,164 @@ def _courtyard(seed: int) -> PresetSpec:
                       extra={"size_m": [sx, sy]})
 
 
-_BUILDERS = {"room": _room, "courtyard": _courtyard}
+def _face_points(block_size: tuple[float, float, float], position: tuple[float, float, float], yaw: float, face: str,
+                 width: int, height: int) -> np.ndarray:
+    """World positions ``(height, width, 3)`` (metres) of the texel centres of ``face`` of a box (row 0 at the top),
+    with the texture layout of the oracle's mesh builder (texture-right ``up x normal``, texture v = 1 at row 0)."""
+    n, up = (np.asarray(a, dtype=np.float64) for a in FACES[face])
+    right = np.cross(up, n)
+    fw, fh = face_extent(block_size, face)
+    s = (np.arange(width) + 0.5) / width - 0.5
+    t = 0.5 - (np.arange(height) + 0.5) / height
+    centre = n * (np.abs(n) @ (0.5 * np.asarray(block_size, dtype=np.float64)))
+    body = centre + (s * fw)[None, :, None] * right + (t * fh)[:, None, None] * up
+    c, si = np.cos(yaw), np.sin(yaw)
+    R = np.array([[c, -si, 0.0], [si, c, 0.0], [0.0, 0.0, 1.0]])
+    return body @ R.T + np.asarray(position, dtype=np.float64)
+
+
+def _painted(rng: np.random.Generator, name: str, size: tuple[float, float, float],
+             position: tuple[float, float, float], yaw_deg: float, colour: tuple[float, float, float],
+             faces: tuple[str, ...], waves: np.ndarray, grain: float, texel: float = tx.TEXEL_M,
+             motion: Motion | None = None) -> Block:
+    """A box with painted faces: one colour, a faint grain and the world-continuous shading field ``waves``."""
+    yaw = float(np.deg2rad(yaw_deg))
+    out = {}
+    for face in faces:
+        w, h = _tex_shape(size, face, texel)
+        shade = tx.smooth_field(_face_points(size, position, yaw, face, w, h), waves)
+        out[face] = tx.paint(rng, w, h, colour, grain, shade)
+    return Block(name, size, position, yaw, out, motion)
+
+
+def _shading_waves(rng: np.random.Generator, count: int = 3, amplitude: float = 0.07) -> np.ndarray:
+    """``(count, 5)`` random low-frequency waves (wavelengths 2-6 m) for :func:`textures.smooth_field`."""
+    direction = rng.normal(size=(count, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    k = direction * (2 * np.pi / rng.uniform(2.0, 6.0, size=(count, 1)))
+    amp = rng.uniform(0.5, 1.0, size=count)
+    amp *= amplitude / amp.sum()
+    return np.column_stack([k, amp, rng.uniform(0, 2 * np.pi, size=count)])
+
+
+def _plain(seed: int) -> PresetSpec:
+    """A living room with painted walls, a plain floor and ceiling, large uniform furniture, a window and a door
+    to a uniform bright outside (sky: no depth), a few framed posters and a rug (texture for SfM)."""
+    rng = np.random.default_rng([seed, zlib.crc32(b"plain")])
+    sx, sy, sz = 6.0, 5.0, 2.8
+    t, eps, texel, grain = 0.2, 0.01, tx.TEXEL_M, 0.04
+    waves = _shading_waves(rng)
+    photos = ["astronaut", "coffee", "text", "chelsea", "page", "camera", "coins", "rocket"]
+    rng.shuffle(photos)
+    wall_colour = (222.0, 217.0, 206.0)
+    accent = (196.0, 204.0, 188.0)
+    blocks: list[Block] = []
+    inner = {"px": "-x", "nx": "+x", "py": "-y", "ny": "+y"}
+    # wall: name, along-axis span, opening (a, b, z0, z1) or None, colour, photos hung (on the widest segment)
+    walls = [
+        ("px", None, wall_colour, photos[0:2]),
+        ("nx", (-0.3, 0.6, 0.0, 2.1), wall_colour, photos[2:3]),  # door
+        ("py", (-1.3, 0.5, 0.85, 2.2), accent, photos[3:5]),  # window
+        ("ny", None, wall_colour, photos[5:8]),
+    ]
+    for side, opening, colour, hung in walls:
+        along_x = side in ("py", "ny")
+        length = sx if along_x else sy
+        sign = 1.0 if side in ("px", "py") else -1.0
+        pos = sign * ((sy if along_x else sx) / 2 + t / 2)
+        spans = [(-length / 2 - eps, length / 2 + eps, -eps, sz + eps)]  # (a, b, z0, z1) along the wall
+        if opening is not None:
+            a, b, z0, z1 = opening
+            spans = [(-length / 2 - eps, a, -eps, sz + eps), (b, length / 2 + eps, -eps, sz + eps),
+                     (a, b, z1, sz + eps)] + ([(a, b, -eps, z0)] if z0 > 0 else [])
+        widest = max(range(len(spans)), key=lambda k: spans[k][1] - spans[k][0])
+        for k, (a, b, z0, z1) in enumerate(spans):
+            size = (b - a, t, z1 - z0) if along_x else (t, b - a, z1 - z0)
+            centre = ((a + b) / 2, pos, (z0 + z1) / 2) if along_x else (pos, (a + b) / 2, (z0 + z1) / 2)
+            faces = (inner[side], "+z", "-z") + (("+x", "-x") if along_x else ("+y", "-y"))
+            blk = _painted(rng, f"wall_{side}{k}", size, centre, 0.0, colour, faces, waves, grain, texel)
+            if k == widest and hung:
+                face = inner[side]
+                img = blk.faces[face]
+                blk.faces[face] = tx.wall(rng, img.shape[1], img.shape[0], img, hung, texel,
+                                          poster_height_m=(0.7, 0.95), centre_z_m=1.55 - z0)
+            blocks.append(blk)
+    fsize = (sx + 2 * eps, sy + 2 * eps, t)
+    floor = _painted(rng, "floor", fsize, (0.0, 0.0, -t / 2), 0.0, (176.0, 160.0, 138.0), ("+z",), waves, grain,
+                     texel)
+    blocks.append(floor)
+    blocks.append(_painted(rng, "ceiling", fsize, (0.0, 0.0, sz + t / 2), 0.0, (236.0, 235.0, 230.0), ("-z",),
+                           waves, grain, texel))
+    rug = (1.5, 1.0, 0.01)
+    rx, ry = _jitter(rng, (0.4, -1.55), 0.05)
+    w, h = _tex_shape(rug, "+z", texel)
+    blocks.append(Block("rug", rug, (rx, ry, rug[2] / 2), 0.0,
+                        {"+z": tx.poster(rng, "immunohistochemistry", w, h)}))
+    mats = [  # a patterned runner and a coir doormat: texture on the floor for the ground plane
+        ("runner", (0.8, 1.4, 0.01), (2.05, -0.1), "brick", (150.0, 60.0, 55.0), 1.2),
+        ("doormat", (0.5, 0.8, 0.01), (-2.55, 0.15), "gravel", (140.0, 105.0, 70.0), 1.5),
+    ]
+    for name, size, xy, mat, colour, contrast in mats:
+        w, h = _tex_shape(size, "+z", texel)
+        blocks.append(Block(name, size, (*_jitter(rng, xy, 0.03), size[2] / 2), 0.0,
+                            {"+z": tx.material(rng, mat, w, h, colour, contrast=contrast, texels_per_tile=120)}))
+
+    sides = ("+x", "-x", "+y", "-y", "+z")
+    furniture = [  # name, size, (x, y), z of the support, yaw_deg, colour
+        ("sofa_seat", (2.0, 0.9, 0.42), (-0.9, -2.0), 0.0, 0.0, (205.0, 205.0, 200.0)),
+        ("sofa_back", (2.0, 0.22, 0.88), (-0.9, -2.36), 0.0, 0.0, (205.0, 205.0, 200.0)),
+        ("wardrobe", (0.6, 1.3, 1.95), (2.66, 1.55), 0.0, 0.0, (232.0, 230.0, 224.0)),
+        ("table", (1.2, 0.75, 0.74), (-2.2, -0.95), 0.0, 0.0, (168.0, 174.0, 186.0)),
+        ("cabinet", (0.45, 1.1, 0.8), (2.7, -1.2), 0.0, 0.0, (120.0, 126.0, 136.0)),
+    ]
+    placed = {}
+    for name, size, xy, z0, yaw, colour in furniture:
+        x, y = _jitter(rng, xy, 0.04)
+        placed[name] = (x, y)
+        blocks.append(_painted(rng, name, size, (x, y, z0 + size[2] / 2), yaw, colour, sides, waves, grain, texel))
+    # a few textured things a room has (boxes with printed labels), on the table and the cabinet
+    # the wardrobe's doors: a seam and two handles on its plain front
+    wardrobe = next(k for k, blk in enumerate(blocks) if blk.name == "wardrobe")
+    front = blocks[wardrobe].faces["-x"].copy()
+    fh, fw = front.shape[:2]
+    seam, metal = max(1, int(0.008 / texel)), (70, 70, 76)
+    front[:, fw // 2 - seam: fw // 2 + seam] = (front[:, fw // 2 - seam: fw // 2 + seam] * 0.55).astype(np.uint8)
+    front[int(fh - 0.12 / texel): int(fh - 0.12 / texel) + seam] = metal
+    for off in (-0.06, 0.05):
+        x0, y0 = int(fw / 2 + off / texel), int(fh / 2 - 0.15 / texel)
+        front[y0: y0 + int(0.3 / texel), x0: x0 + max(2, int(0.015 / texel))] = metal
+    blocks[wardrobe] = Block("wardrobe", blocks[wardrobe].size, blocks[wardrobe].position, blocks[wardrobe].yaw,
+                             {**blocks[wardrobe].faces, "-x": front})
+    # a low bookshelf under the window and a tall one beside the door
+    low = (1.4, 0.3, 0.8)
+    lxy = _jitter(rng, (-0.5, sy / 2 - low[1] / 2 - 0.01), 0.03)
+    w, h = _tex_shape(low, "-y", texel)
+    low_faces = dict(_painted(rng, "low_shelf", low, (*lxy, low[2] / 2), 0.0, (92.0, 64.0, 42.0),
+                              ("+x", "-x", "+z"), waves, grain, texel).faces)
+    low_faces["-y"] = tx.bookshelf(rng, w, h, texel)
+    blocks.append(Block("low_shelf", low, (*lxy, low[2] / 2), 0.0, low_faces))
+    shelf = (0.35, 1.2, 1.8)
+    sxy = _jitter(rng, (-sx / 2 + shelf[0] / 2 + 0.01, 1.75), 0.03)
+    w, h = _tex_shape(shelf, "+x", texel)
+    shelf_faces = dict(_painted(rng, "bookshelf", shelf, (*sxy, shelf[2] / 2), 0.0, (92.0, 64.0, 42.0),
+                                ("+y", "-y", "+z"), waves, grain, texel).faces)
+    shelf_faces["+x"] = tx.bookshelf(rng, w, h, texel)
+    blocks.append(Block("bookshelf", shelf, (*sxy, shelf[2] / 2), 0.0, shelf_faces))
+    tx_, ty_ = placed["table"]
+    blocks.append(_crate(rng, "box_table", (0.4, 0.3, 0.28), (tx_ + 0.2, ty_ + 0.05, 0.74 + 0.14),
+                         rng.uniform(-20, 20)))
+    cx_, cy_ = placed["cabinet"]
+    blocks.append(_crate(rng, "box_cabinet", (0.3, 0.4, 0.3), (cx_, cy_ + 0.2, 0.8 + 0.15), rng.uniform(-20, 20)))
+    slide = Slide(delta=(0.45, 0.0, 0.0), period=4.0)
+    blocks.append(_painted(rng, "mover_box", (0.5, 0.5, 0.42), (1.1, 1.9, 0.21), 0.0, (150.0, 118.0, 104.0), sides,
+                           waves, grain, texel, motion=slide))
+    path = PathSpec(centre=(0.0, 0.0), semi_axes=(0.8, 0.6), height=1.4, pitch_deg=-12.0)
+    return PresetSpec("plain", seed, tuple(blocks), (), path, near=0.05, far=20.0,
+                      light_direction=_unit((0.35, 0.25, 1.0)), ambient=0.62, diffuse=0.38, sky=True,
+                      extra={"size_m": [sx, sy, sz]})
+
+
+_BUILDERS = {"room": _room, "courtyard": _courtyard, "plain": _plain}
 
 PRESETS: tuple[str, ...] = tuple(_BUILDERS)
 """Names of the available oracle presets."""

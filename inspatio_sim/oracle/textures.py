@@ -237,3 +237,62 @@ def write_png(img: np.ndarray, directory: Path | None = None) -> Path:
         finally:
             Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def paint(
+    rng: np.random.Generator, width: int, height: int, colour: tuple[float, float, float], grain: float = 0.05,
+    shade: np.ndarray | None = None,
+) -> np.ndarray:
+    """A painted surface: ``colour`` times a smooth shading field, with at most a faint grain (uint8 RGB).
+
+    Args:
+        rng: Seeded generator (flips of the grain tiles).
+        width: Width in texels.
+        height: Height in texels.
+        colour: Mean RGB colour (0-255).
+        grain: Contrast of the faint plaster grain (``material`` contrast of the ``moon`` image; 0 = none).
+        shade: Optional ``(height, width)`` multiplicative shading field (about 1), e.g. from
+            :func:`smooth_field`; ``None`` = uniform.
+    """
+    base = np.broadcast_to(np.asarray(colour, np.float32), (height, width, 3)).copy()
+    if grain > 0:
+        base = material(rng, "moon", width, height, colour, contrast=grain, texels_per_tile=256).astype(np.float32)
+    if shade is not None:
+        base *= shade[..., None]
+    return np.clip(np.round(base), 0, 255).astype(np.uint8)
+
+
+def smooth_field(points: np.ndarray, waves: np.ndarray) -> np.ndarray:
+    """A smooth shading factor at world points ``(..., 3)`` (metres): ``1 + sum_k a_k sin(k_k . p + phi_k)``.
+
+    ``waves`` is ``(K, 5)``: wave vector (3, radians per metre), amplitude and phase per row. Evaluated on world
+    positions, the field is continuous across faces and boxes (like soft light fall-off on painted walls).
+    """
+    p = np.asarray(points, np.float64)
+    arg = p @ waves[:, :3].T + waves[:, 4]
+    return (1.0 + (np.sin(arg) * waves[:, 3]).sum(axis=-1)).astype(np.float32)
+
+
+def bookshelf(rng: np.random.Generator, width: int, height: int, texel: float = TEXEL_M) -> np.ndarray:
+    """The front of a filled bookshelf: dark shelf boards every ~0.35 m, rows of books of seeded colours, widths
+    and heights (a strongly textured object; row 0 at the top)."""
+    wood = np.array([92, 64, 42], np.uint8)
+    canvas = np.empty((height, width, 3), np.uint8)
+    canvas[:] = wood
+    board, shelf = max(2, int(0.025 / texel)), max(8, int(0.35 / texel))
+    y = board
+    while y + shelf // 2 < height - board:
+        x = board
+        while x < width - board:
+            bw = int(rng.uniform(0.02, 0.05) / texel)
+            bh = int(shelf * rng.uniform(0.6, 0.92))
+            colour = rng.integers(30, 230, size=3).astype(np.uint8)
+            top = y + shelf - bh
+            canvas[top: y + shelf, x: min(x + bw, width - board)] = colour
+            band = max(1, bw // 6)
+            canvas[top + bh // 5: top + bh // 5 + band, x: min(x + bw, width - board)] = 255 - colour
+            x += bw + int(rng.integers(0, 2))
+            if rng.random() < 0.08:
+                x += int(rng.uniform(0.05, 0.15) / texel)  # a gap
+        y += shelf + board
+    return canvas

@@ -11,7 +11,9 @@ fit again). ZNCC at the final depth gives the photometric confidence. After all 
 consistency (each pixel reprojected into every neighbour's depth map and back; count agreeing views) times the
 photometric term is the confidence; low-confidence, inconsistent and untextured pixels are dropped, the rest gets a
 3x3 median, flying pixels at depth edges (3x3 relative jump > ``edge_threshold``) are dropped, and small holes with a
-smooth rim are filled (at half confidence). Depth 0 (confidence 0) = no data: sky, texture-less, inconsistent.
+smooth rim are filled (at half confidence). Finally (``complete``), textureless regions are completed with one
+plane per image segment, verified across views (:mod:`inspatio_sim.recon.completion`; confidence 0.5-0.75). Depth 0
+(confidence 0) = no data: sky, a view through a window, texture-less surfaces that could not be completed.
 
 Measured with ``python -m inspatio_sim.recon.mvs room courtyard`` (GT poses; sparse input = 300 static GT depth
 pixels per frame with 1 % depth and 0.5 px noise; metrics over static pixels with GT depth > 0; AbsRel and
@@ -47,6 +49,7 @@ from inspatio_sim import se3
 from inspatio_sim.camera import pixel_rays
 from inspatio_sim.conventions import scale_intrinsics
 from inspatio_sim.errors import ConfigError
+from inspatio_sim.recon.completion import CompletionConfig, complete_depth
 
 
 @dataclass
@@ -77,6 +80,11 @@ class MVSConfig:
             neighbours: 0, one: 2/3, two or more: 1) x photometric term (1 - (1 - ZNCC) / 2).
         edge_threshold: Relative depth jump to a neighbouring pixel that marks a depth edge (dropped).
         fill_max_area: Holes of at most this many pixels enclosed by smooth depth are filled (0 disables).
+        complete: Complete the depth of textureless regions with one plane per image segment, verified across
+            views (:mod:`inspatio_sim.recon.completion`); completed pixels get confidence in [0.5, 0.75).
+        complete_edge_tol: Colour step (0-255) between adjacent pixels that bounds a segment.
+        complete_min_anchors: Confident depth pixels on a segment's plane needed to complete it.
+        complete_plane_tol: Plane fit tolerance, relative to depth.
     """
 
     num_neighbors: int = 6
@@ -99,6 +107,10 @@ class MVSConfig:
     min_confidence: float = 0.1
     edge_threshold: float = 0.05
     fill_max_area: int = 32
+    complete: bool = True
+    complete_edge_tol: float = 8.0
+    complete_min_anchors: int = 12
+    complete_plane_tol: float = 0.01
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid key."""
@@ -131,6 +143,14 @@ class MVSConfig:
             raise ConfigError(f"recon.mvs.max_cost must be in (0, 2] (cost = 1 - ZNCC), got {self.max_cost}")
         if not 0 <= self.min_confidence <= 1:
             raise ConfigError(f"recon.mvs.min_confidence must be in [0, 1], got {self.min_confidence}")
+        if not isinstance(self.complete, bool):
+            raise ConfigError(f"recon.mvs.complete must be true or false, got {self.complete!r}")
+        self.completion().validate()
+
+    def completion(self) -> CompletionConfig:
+        """The :class:`CompletionConfig` of the ``complete_*`` keys (other completion settings at defaults)."""
+        return CompletionConfig(edge_tol=self.complete_edge_tol, min_anchors=self.complete_min_anchors,
+                                plane_tol=self.complete_plane_tol)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -569,6 +589,8 @@ def estimate_depth(frames: np.ndarray, K: np.ndarray, poses: np.ndarray, sparse:
         for i in range(N):
             depth_np[i], conf_np[i] = _fill_holes(depth_np[i], conf_np[i], config.fill_max_area,
                                                   config.edge_threshold)
+    if config.complete:
+        depth_np, conf_np, _ = complete_depth(frames, K, poses, depth_np, conf_np, sparse, nbr_np, config.completion())
     return depth_np, np.clip(conf_np, 0.0, 1.0)
 
 

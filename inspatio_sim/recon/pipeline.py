@@ -11,7 +11,6 @@ and in an existing one only what this run added to ``.cache`` goes.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -37,7 +36,7 @@ from inspatio_sim.recon.dynamic import DynamicConfig, dynamic_masks
 from inspatio_sim.recon.frames import FrameSelection, FrameSet, read_frames
 from inspatio_sim.recon.mvs import MVSConfig, estimate_depth
 from inspatio_sim.recon.sfm import MIN_MEDIAN_FEATURES, SfMOptions, SfMResult, run_sfm
-from inspatio_sim.scene import Scene, SceneMeta, scene_file
+from inspatio_sim.scene import Scene, SceneMeta
 
 log = logging.getLogger(__name__)
 REPORT_FILENAME = "report.json"
@@ -200,15 +199,6 @@ def _reconstruct(source: str | Path, out: Path, rc: ReconConfig, device: str, fo
     return scene, report
 
 
-def run_reconstruct(args: argparse.Namespace, cfg: DictConfig) -> int:
-    """CLI entry: reconstruct ``args.input`` into ``args.output`` and print the report summary."""
-    _, report = reconstruct(args.input, args.output, cfg.recon, device=cfg.device, force=args.force,
-                            verbose=bool(getattr(args, "verbose", False)))
-    print(format_report(report))
-    print(f"wrote {scene_file(args.output)} and {Path(args.output) / REPORT_FILENAME}")
-    return 0
-
-
 def format_report(r: dict[str, Any]) -> str:
     """A short human-readable summary of a reconstruction report."""
     lines = [
@@ -218,6 +208,11 @@ def format_report(r: dict[str, Any]) -> str:
         f"  focal {r['focal_px']:.1f} px ({r['intrinsics']}), scale {r['scale_origin']}, ground plane "
         f"{'found' if r['ground_found'] else 'NOT found'}, median camera height {r['camera_height_m']:.2f} m",
         f"  depth on {r['depth_valid_fraction']:.0%} of pixels, dynamic {r['dynamic_fraction']:.2%} of pixels",
+    ]
+    if "train_view_psnr" in r:  # added above the pipeline (inspatio_sim.recon_report), where the World is built
+        lines.append(f"  World re-rendered at the recorded views: {r['train_view_psnr']:.1f} dB PSNR against the "
+                     f"frames, {r['train_view_coverage']:.0%} of pixels covered")
+    lines += [
         "  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in r["seconds"].items()),
     ]
     lines += [f"  dropped frame {k}: {v}" for k, v in r["dropped"].items()]

@@ -2,8 +2,10 @@
 
 Layers:
   * static: surface points fused across frames (confidence-weighted, deduplicated on voxels), multi-resolution;
-  * sky: pixels without depth that look above the horizon, placed on a sphere of radius ``sky_distance`` around
-    the recorded path (an environment map: far enough that its parallax is negligible);
+  * sky (the backdrop): static pixels without depth, in every direction (sky, a window's view, a wall that has no
+    depth), placed on a sphere of radius ``sky_distance`` around the recorded path (an environment map: far enough
+    that its parallax is negligible), so re-rendering a recorded view returns the video's colours there. It is
+    never part of the occupancy grid or the signed distance field (no depth, no geometry);
   * dynamic: points of the moving regions (Scene dynamic masks), one segment per video frame;
   * generated: content written back later by the generative model (empty at build time);
 plus an occupancy grid with a signed distance field, the ground plane and the trusted region.
@@ -49,10 +51,10 @@ class WorldConfig:
         occupancy_voxel: Occupancy/SDF voxel edge (metres).
         occupancy_min_points: Static points needed to call a voxel occupied.
         trusted_min_views: Frames that must see a free voxel for it to be trusted.
-        sky: Build the sky layer from depth-less pixels above the horizon.
-        sky_distance: Radius (metres) of the sky sphere around the mean camera position; ``None`` = four times the
-            scene radius (distance of the farthest static point), at least 20 m. Keep it below ``render.far``.
-            Renders report depth 0 (no geometry) beyond ``sky_distance - scene radius``, i.e. on the sky.
+        sky: Build the sky/backdrop layer from the depth-less static pixels (every viewing direction).
+        sky_distance: Radius (metres) of the backdrop sphere around the mean camera position; ``None`` = four times
+            the scene radius (distance of the farthest static point), at least 20 m. Keep it below ``render.far``.
+            Renders report depth 0 (no geometry) beyond ``sky_distance - scene radius``, i.e. on the backdrop.
         time_mode: Scene time mode, one of ``loop``, ``pingpong``, ``clamp``, ``frozen``.
         frozen_time: Video time (seconds) shown in ``frozen`` mode.
         seed: Seed of the random choices (ground-plane RANSAC).
@@ -103,9 +105,9 @@ class World:
         image_size: ``(H, W)`` of the Scene frames.
         timestamps: ``(N,)`` float64 frame times (seconds).
         poses: ``(N, 4, 4)`` float32 Scene camera poses ``T_world_camera``.
-        static, sky, dynamic, generated: the point layers.
+        static, sky, dynamic, generated: the point layers (``sky`` is the backdrop of depth-less pixels).
         scene_radius: Distance (metres) of the farthest static point from the mean camera position.
-        sky_distance: Radius (metres) of the sky sphere (see :class:`WorldConfig`).
+        sky_distance: Radius (metres) of the backdrop sphere (see :class:`WorldConfig`).
         occupancy: :class:`OccupancyGrid` with SDF and trusted region.
         ground: :class:`GroundPlane`, or ``None`` when the Scene shows no near-horizontal ground.
         config: The :class:`WorldConfig` used.
@@ -221,12 +223,13 @@ def _sky_layer(
     scene: Scene, poses: torch.Tensor, K: torch.Tensor, depth: torch.Tensor, dyn: torch.Tensor, voxel0: float,
     distance: float, cfg: WorldConfig,
 ) -> SplatCloud:
-    """Depth-less static pixels whose viewing ray points above the horizon, on a sphere of radius ``distance``
-    around the mean camera position; spacing and chunks scaled to that distance."""
+    """The backdrop: depth-less static pixels (any viewing direction) on a sphere of radius ``distance`` around the
+    mean camera position; spacing and chunks scaled to that distance. Pixels of moving objects are left out (their
+    colour belongs to one moment, not to the background)."""
     device = depth.device
     rays = pixel_rays(K, *depth.shape[1:])
     dirs = torch.einsum("nij,hwj->nhwi", poses[:, :3, :3], rays / rays.norm(dim=-1, keepdim=True))
-    mask = (depth == 0) & ~dyn & (dirs[..., 2] > 0)
+    mask = (depth == 0) & ~dyn
     if not mask.any():
         return SplatCloud.empty(device, cfg.block_size)
     centre = poses[:, :3, 3].mean(0)

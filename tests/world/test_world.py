@@ -93,3 +93,38 @@ def test_occupied_shell_is_watertight_even_when_pixels_are_coarser_than_voxels()
     ijk, inside = occ.voxel_index(wall)
     hit = occ.occupied[ijk[:, 0], ijk[:, 1], ijk[:, 2]] | occ.occupied[ijk[:, 0] - 1, ijk[:, 1], ijk[:, 2]]
     assert inside.all() and hit.all()
+
+
+def test_backdrop_keeps_depthless_colours_in_every_direction_and_never_collides():
+    scene = wall_scene(n=3, h=48, w=64, distance=3.0)
+    hole = (slice(None), slice(30, 46), slice(20, 44))  # below the horizon: the camera looks along +x, level
+    scene.depth[hole] = 0.0
+    scene.confidence[hole] = 0.0
+    # far content (what has no depth: the view through a window): its colour depends on the viewing direction only
+    v, u = np.mgrid[30:46, 20:44]
+    rays = np.stack([(u - scene.K[0, 2]) / scene.K[0, 0], (v - scene.K[1, 2]) / scene.K[1, 1], np.ones(u.shape)], -1)
+    dirs = rays @ scene.poses[0, :3, :3].T  # every frame has the same orientation
+    dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
+    scene.frames[hole] = np.clip(128 + 400 * dirs[None, ..., [1, 2, 1]] * [1, 1, -1], 0, 255).astype(np.uint8)
+    world = build_world(scene)
+    xyz, _ = world.sky.points(level=0)
+    assert xyz.shape[0] > 50
+    centre = world.poses[:, :3, 3].mean(0)
+    np.testing.assert_allclose((xyz - centre).norm(dim=1).numpy(), world.sky_distance, rtol=1e-3)
+    assert (xyz[:, 2] < centre[2]).all()  # the depth-less pixels look down: the backdrop is not only a sky
+    # a recorded view gets its own colours back there, with no geometric depth
+    out = render_world(world, scene.poses[1:2], scene.timestamps[1] - scene.timestamps[0], scene.K, 48, 64)
+    inner = np.zeros((48, 64), bool)
+    inner[32:44, 26:38] = True  # the other frames see the hole's rim (they are 4 px apart)
+    assert out.valid[0].numpy()[inner].all() and (out.depth[0].numpy()[inner] == 0).all()
+    err = out.rgb[0].numpy()[inner].astype(float) - scene.frames[1][inner].astype(float)
+    assert np.abs(err).mean() < 2.0
+    without = render_world(build_world(scene, WorldConfig(sky=False)), scene.poses[1:2], 0.1, scene.K, 48, 64)
+    assert without.valid[0].numpy()[inner].mean() < 0.2
+    # depth-less content never enters the occupancy grid or the signed distance field
+    plain = build_world(scene, WorldConfig(sky=False))
+    assert torch.equal(world.occupancy.occupied, plain.occupancy.occupied)
+    assert torch.equal(world.occupancy.sdf, plain.occupancy.sdf)
+    ijk, inside = world.occupancy.voxel_index(xyz)
+    assert not world.occupancy.occupied[ijk[..., 0], ijk[..., 1], ijk[..., 2]][inside].any()
+    assert (world.occupancy.sdf_at(xyz) <= 0).all()  # unknown out there: an agent can never reach it
