@@ -51,7 +51,7 @@ def test_train_view_psnr_matches_a_direct_computation(tiny: Scene) -> None:
 def test_reconstruct_report_holds_the_train_view_psnr(tiny: Scene, tmp_path, monkeypatch, capsys) -> None:
     """`inspatio-sim reconstruct` adds the figure of the written Scene to report.json and prints it (the
     reconstruction itself is replaced by the tiny ground-truth Scene: what is tested is the report)."""
-    def fake_reconstruct(source, output, cfg, device="cpu", force=False, progress=True):
+    def fake_reconstruct(source, output, cfg, device="cpu", force=False, progress=True, verbose=False):
         tiny.save(output)
         report = {"source": str(source), "input_frames": 12, "registered_frames": 12, "frame_size": [96, 72],
                   "mapper": "global", "reprojection_error_px": 0.5, "focal_px": float(tiny.K[0, 0]),
