@@ -21,11 +21,10 @@ from typing import Any
 import numpy as np
 
 from inspatio_sim.errors import SceneError
+from inspatio_sim.validation import check_intrinsics, check_poses
 
 SCENE_FORMAT_VERSION = 1
 SCENE_FILENAME = "scene.npz"
-ROTATION_TOLERANCE = 1e-4
-"""Max deviation of ``R^T R`` from identity (and of ``det R`` from 1) accepted for a pose rotation."""
 
 _ARRAY_KEYS = ("frames", "timestamps", "K", "poses", "depth", "confidence", "dynamic_mask")
 
@@ -195,26 +194,8 @@ def _validate(s: Scene) -> None:
     if n > 1 and not np.all(np.diff(ts) > 0):
         bad = int(np.argmin(np.diff(ts) > 0))
         fail(f"timestamps must be strictly increasing (frame {bad + 1}: {ts[bad + 1]} after {ts[bad]})")
-    K = s.K
-    if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0 or K[0, 1] != 0 or np.any(K[2] != [0, 0, 1]):
-        fail(f"K must be [[fx,0,cx],[0,fy,cy],[0,0,1]] with fx, fy > 0, got {K.tolist()}")
-    poses = s.poses
-    finite = np.isfinite(poses).all(axis=(1, 2))
-    if not finite.all():
-        fail(f"pose of frame {int(np.argmin(finite))} contains NaN or inf")
-    bottom_ok = np.all(np.abs(poses[:, 3] - [0, 0, 0, 1]) < 1e-9, axis=1)
-    if not bottom_ok.all():
-        fail(f"pose of frame {int(np.argmin(bottom_ok))} is not rigid: last row must be [0, 0, 0, 1]")
-    R = poses[:, :3, :3]
-    ortho_err = np.abs(np.einsum("nji,njk->nik", R, R) - np.eye(3)).max(axis=(1, 2))
-    det_err = np.abs(np.linalg.det(R) - 1.0)
-    bad_rot = (ortho_err > ROTATION_TOLERANCE) | (det_err > ROTATION_TOLERANCE)
-    if bad_rot.any():
-        i = int(np.argmax(bad_rot))
-        fail(
-            f"pose of frame {i} has a non-orthonormal rotation (|R^T R - I| = {ortho_err[i]:.2e}, "
-            f"det = {np.linalg.det(R[i]):.6f}); rotations must be proper to {ROTATION_TOLERANCE}"
-        )
+    check_intrinsics(s.K, what="invalid Scene: K", error=SceneError)
+    check_poses(s.poses, what="invalid Scene: poses", error=SceneError, count=n)
     d = s.depth
     if not np.isfinite(d).all():
         fail("depth contains NaN or inf; use 0 for pixels without depth")

@@ -30,6 +30,7 @@ from inspatio_sim import se3
 from inspatio_sim.control.collision import sweep_sphere
 from inspatio_sim.control.robot import RobotConfig, RobotFleet
 from inspatio_sim.errors import ActionError, ConfigError, WorldError
+from inspatio_sim.validation import check_poses
 from inspatio_sim.world import World
 
 ACTION_MODELS = ("fly", "ground", "discrete", "robot")
@@ -169,9 +170,8 @@ class ESCM:
 
         Ground-following models snap the camera to ``camera_height`` above the ground with the configured pitch.
         """
+        check_poses(poses, what="reset poses", error=ActionError, count=self.num_agents)
         poses = torch.as_tensor(poses, dtype=torch.float32, device=self.device)
-        if poses.shape != (self.num_agents, 4, 4) or not torch.isfinite(poses).all():
-            raise ActionError(f"reset poses must be finite ({self.num_agents}, 4, 4), got {tuple(poses.shape)}")
         m = torch.ones(self.num_agents, dtype=torch.bool, device=self.device) if mask is None else mask.bool()
         if self.robot is not None:
             self.robot.reset(poses.double().cpu().numpy(), m.cpu().numpy())

@@ -38,6 +38,7 @@ from scipy import ndimage
 from inspatio_sim import se3
 from inspatio_sim.camera import pixel_rays
 from inspatio_sim.errors import ConfigError, SceneError
+from inspatio_sim.validation import check_intrinsics, check_poses
 
 _PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -125,10 +126,8 @@ def _check_inputs(frames: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: n
         raise SceneError(f"dynamic_masks: depth must be (N, H, W) = {(n, h, w)} like the frames, got {depth.shape}")
     if confidence is not None and confidence.shape != (n, h, w):
         raise SceneError(f"dynamic_masks: confidence must be {(n, h, w)} like the frames, got {confidence.shape}")
-    if K.shape != (3, 3) or poses.shape != (n, 4, 4):
-        raise SceneError(f"dynamic_masks: K must be (3, 3) and poses ({n}, 4, 4), got {K.shape} and {poses.shape}")
-    if not (np.isfinite(K).all() and np.isfinite(poses).all()):
-        raise SceneError("dynamic_masks: K and poses must be finite")
+    check_intrinsics(K, what="dynamic_masks: K", error=SceneError)
+    check_poses(poses, what="dynamic_masks: poses", error=SceneError, count=n)
 
 
 def _depth_bounds(depth: np.ndarray, confidence: np.ndarray | None, cfg: DynamicConfig

@@ -46,7 +46,8 @@ from tqdm import tqdm
 from inspatio_sim import se3
 from inspatio_sim.camera import pixel_rays
 from inspatio_sim.conventions import scale_intrinsics
-from inspatio_sim.errors import ConfigError
+from inspatio_sim.errors import ConfigError, ReconError
+from inspatio_sim.validation import check_intrinsics, check_poses
 
 
 @dataclass
@@ -488,12 +489,12 @@ def estimate_depth(frames: np.ndarray, K: np.ndarray, poses: np.ndarray, sparse:
     frames = np.asarray(frames)
     poses = np.asarray(poses, np.float64)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be (N, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+        raise ReconError(f"MVS: frames must be (N, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
     N, H, W, _ = frames.shape
-    if poses.shape != (N, 4, 4) or not np.isfinite(poses).all():
-        raise ValueError(f"poses must be finite (N, 4, 4) with N = {N}, got {poses.shape}")
+    check_poses(poses, what="MVS poses", error=ReconError, count=N)
+    check_intrinsics(K, what="MVS K", error=ReconError)
     if sparse is not None and len(sparse) != N:
-        raise ValueError(f"sparse must hold one array per frame ({N}), got {len(sparse)}")
+        raise ReconError(f"MVS: sparse must hold one array per frame ({N}), got {len(sparse)}")
     if N < 2:
         return np.zeros((N, H, W), np.float32), np.zeros((N, H, W), np.float32)
 
