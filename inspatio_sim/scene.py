@@ -4,15 +4,13 @@ A Scene is a monocular video with one shared pinhole camera, camera poses, dense
 masks. Conventions (units, frames, depth=0 means no data) are those of :mod:`inspatio_sim.conventions`.
 
 On disk a Scene is one ``.npz`` file (``scene.npz`` inside a directory, or any ``*.npz`` path). Arrays are stored
-by name; the metadata is a JSON string under the key ``meta``. Writes go to a temporary file in the same directory
-that is renamed into place, so a crash never leaves a half-written Scene.
+by name; the metadata is a JSON string under the key ``meta``. Writes are atomic
+(:func:`inspatio_sim.fileio.atomic_write`), so a crash never leaves a half-written Scene.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from inspatio_sim.errors import SceneError
+from inspatio_sim.fileio import atomic_write
 from inspatio_sim.validation import check_intrinsics, check_poses
 
 SCENE_FORMAT_VERSION = 1
@@ -108,20 +107,9 @@ class Scene:
         """Validate and write atomically; return the ``.npz`` file written."""
         self.validate()
         target = scene_file(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".scene-", suffix=".npz.tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(
-                    fh, meta=np.array(json.dumps(asdict(self.meta))),
-                    **{k: getattr(self, k) for k in _ARRAY_KEYS},
-                )
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(target) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, meta=np.array(json.dumps(asdict(self.meta))),
+                                **{k: getattr(self, k) for k in _ARRAY_KEYS})
         return target
 
     @staticmethod

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import os
 import platform
@@ -11,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from inspatio_sim.fileio import write_json, write_text
 
 
 def machine_info(device: str) -> dict[str, Any]:
@@ -37,11 +38,10 @@ def write_report(
     if bad:
         raise ValueError(f"benchmark metrics must be finite numbers: {bad}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     doc = {"name": name, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
            "machine": machine_info(device), "config": config, "metrics": metrics}
     json_path, md_path = out / f"bench_{name}.json", out / f"bench_{name}.md"
-    json_path.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(json_path, doc)
     m = doc["machine"]
     lines = [f"# bench {name}", "", f"{doc['created']} · {m['cpu']} · {m['cores']} cores · torch {m['torch']}"
              + (f" · {m['cuda']}" if m["cuda"] else ""), ""]
@@ -53,7 +53,7 @@ def write_report(
     lines += [f"| `{k}` | {_fmt(v)} |" for k, v in metrics.items()]
     if notes:
         lines += ["", *notes]
-    md_path.write_text("\n".join(lines) + "\n")
+    write_text(md_path, "\n".join(lines) + "\n")
     return json_path, md_path
 
 

@@ -10,10 +10,7 @@ again.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -26,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from inspatio_sim.config import to_dataclass
 from inspatio_sim.conventions import intrinsics_from_fov, intrinsics_matrix, scale_intrinsics
 from inspatio_sim.errors import ConfigError, ReconError
+from inspatio_sim.fileio import write_json
 from inspatio_sim.recon.align import align_to_gravity
 from inspatio_sim.recon.dynamic import DynamicConfig, dynamic_masks
 from inspatio_sim.recon.frames import FrameSelection, FrameSet, read_frames
@@ -180,7 +178,7 @@ def reconstruct(source: str | Path, output: str | Path, cfg: DictConfig | dict[s
                                  extra={"reconstruction": report}))
     scene.validate()
     scene.save(out)
-    _write_json(out / REPORT_FILENAME, report)
+    write_json(out / REPORT_FILENAME, report)
     return scene, report
 
 
@@ -290,10 +288,3 @@ def _report(source: str | Path, fs: FrameSet, sfm: SfMResult, align: Any, depth:
         "notes": list(fs.notes) + list(align.notes),
     }
 
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".json.tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)

@@ -34,6 +34,7 @@ import numpy as np
 import pycolmap
 
 from inspatio_sim.errors import ConfigError, ReconError
+from inspatio_sim.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 MIN_MEDIAN_FEATURES = 80
@@ -371,10 +372,9 @@ def _save_result(path: Path, r: SfMResult) -> None:
     obs = np.concatenate(r.observations) if r.observations else np.zeros((0, 3), np.float32)
     meta = json.dumps({"reprojection_error": r.reprojection_error, "dropped": {str(k): v for k, v in r.dropped.items()},
                        "seconds": r.seconds, "mapper": r.mapper, "mapper_scores": r.mapper_scores})
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, registered=r.registered, poses=r.poses, K=r.K, points=r.points, obs=obs, obs_counts=counts,
-             num_features=r.num_features, meta=np.array(meta))
-    tmp.replace(path)
+    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, registered=r.registered, poses=r.poses, K=r.K, points=r.points, obs=obs, obs_counts=counts,
+                 num_features=r.num_features, meta=np.array(meta))
 
 
 def _load_result(path: Path) -> SfMResult:
