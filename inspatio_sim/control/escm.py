@@ -29,6 +29,7 @@ import torch
 from inspatio_sim import se3
 from inspatio_sim.control.collision import sweep_sphere
 from inspatio_sim.control.robot import RobotConfig, RobotFleet
+from inspatio_sim.conventions import R_BODY_CAMERA
 from inspatio_sim.errors import ActionError, ConfigError, WorldError
 from inspatio_sim.validation import check_poses
 from inspatio_sim.world import World
@@ -36,8 +37,6 @@ from inspatio_sim.world import World
 ACTION_MODELS = ("fly", "ground", "discrete", "robot")
 DISCRETE_ACTIONS = ("stop", "move_forward", "turn_left", "turn_right", "look_up", "look_down")
 REGION_POLICIES = ("clamp", "terminate", "allow")
-BODY_FROM_CAMERA = torch.tensor([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-"""``R_body_camera``: columns are the optical camera axes in body (REP-103) coordinates."""
 
 
 @dataclass
@@ -148,7 +147,7 @@ class ESCM:
         self.position = torch.zeros(num_agents, 3, device=dev)
         self.euler = torch.zeros(num_agents, 3, device=dev)
         self.velocity = torch.zeros(num_agents, 6, device=dev)
-        self._body_from_camera = BODY_FROM_CAMERA.to(dev)
+        self._body_from_camera = torch.as_tensor(R_BODY_CAMERA, dtype=torch.float32, device=dev)
         if world.ground is not None:
             self._ground_normal = torch.as_tensor(world.ground.normal, dtype=torch.float32, device=dev)
             self._ground_offset = float(world.ground.offset)
