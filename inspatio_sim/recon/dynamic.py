@@ -38,6 +38,7 @@ from scipy import ndimage
 from inspatio_sim import se3
 from inspatio_sim.camera import pixel_rays
 from inspatio_sim.errors import ConfigError, SceneError
+from inspatio_sim.metrics import mask_scores
 from inspatio_sim.validation import check_intrinsics, check_poses
 
 _PRESETS = {
@@ -410,14 +411,6 @@ def degrade_depth(depth: np.ndarray, seed: int = 0, noise: float = 0.05, hole_fr
         blobs = np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in coarse])
         out[blobs < np.quantile(blobs, hole_fraction)] = 0.0
     return out
-
-
-def mask_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """IoU over all frames (pooled) and the false-positive rate on static pixels, for ``(N, H, W)`` bool masks."""
-    inter = float((pred & truth).sum())
-    union = float((pred | truth).sum())
-    return {"iou": inter / union if union else 1.0, "fp_rate": float((pred & ~truth).sum() / max((~truth).sum(), 1)),
-            "recall": inter / max(float(truth.sum()), 1.0)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,7 +33,6 @@ and 1 px noise the room is unchanged (AbsRel 0.0086, valid 0.887).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -47,6 +46,7 @@ from inspatio_sim import se3
 from inspatio_sim.camera import pixel_rays
 from inspatio_sim.conventions import scale_intrinsics
 from inspatio_sim.errors import ConfigError, ReconError
+from inspatio_sim.metrics import depth_absrel, depth_delta
 from inspatio_sim.validation import check_intrinsics, check_poses
 
 
@@ -597,12 +597,8 @@ def sample_sparse(depth: np.ndarray, valid: np.ndarray, count: int = 300, depth_
 def evaluate(pred: np.ndarray, gt: np.ndarray, static: np.ndarray) -> dict[str, float]:
     """AbsRel and δ<1.25 over static pixels with GT > 0 where ``pred > 0``, and the valid fraction of those pixels."""
     m = static & (gt > 0)
-    v = m & (pred > 0)
-    if not v.any():
-        return {"absrel": math.nan, "delta1": math.nan, "valid": 0.0}
-    ratio = np.maximum(pred[v] / gt[v], gt[v] / pred[v])
-    return {"absrel": float(np.mean(np.abs(pred[v] - gt[v]) / gt[v])), "delta1": float(np.mean(ratio < 1.25)),
-            "valid": float(v.sum() / m.sum())}
+    return {"absrel": depth_absrel(pred, gt, static), "delta1": depth_delta(pred, gt, mask=static),
+            "valid": float((m & (pred > 0)).sum() / max(m.sum(), 1))}
 
 
 def _main(argv: list[str]) -> None:
