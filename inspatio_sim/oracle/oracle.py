@@ -18,6 +18,7 @@ import pybullet as pb
 import pybullet_data
 from scipy.spatial.transform import Rotation
 
+from inspatio_sim.camera import backproject
 from inspatio_sim.conventions import DEPTH_INVALID, OPENGL_FROM_OPENCV, intrinsics_from_fov, look_at, scale_intrinsics
 from inspatio_sim.errors import ConfigError
 from inspatio_sim.oracle import textures as tx
@@ -332,7 +333,7 @@ class Oracle:
         v, u = np.nonzero(mask)
         if not self.spec.sky:
             return np.zeros((len(u), 3), np.uint8)
-        rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones(len(u))], axis=1)
+        rays = backproject(u.astype(np.float64), v.astype(np.float64), K)
         d = rays @ pose[:3, :3].T
         elev = np.clip(d[:, 2] / np.linalg.norm(d, axis=1), 0.0, 1.0) ** 0.6
         col = np.asarray(SKY_HORIZON)[None] * (1 - elev[:, None]) + np.asarray(SKY_ZENITH)[None] * elev[:, None]

@@ -36,7 +36,7 @@ import torch
 from scipy import ndimage
 
 from inspatio_sim import se3
-from inspatio_sim.camera import pixel_rays
+from inspatio_sim.camera import pixel_rays, project_points
 from inspatio_sim.errors import ConfigError, SceneError
 from inspatio_sim.metrics import mask_scores
 from inspatio_sim.validation import check_intrinsics, check_poses
@@ -291,8 +291,7 @@ def _correspondence(gray_a: np.ndarray, gray_c: np.ndarray, prior_a: np.ndarray,
     """
     pts = rays * np.where(prior_a > 0, prior_a, 1.0)[..., None]
     pc = pts @ T_ca[:3, :3].T + np.where(prior_a > 0, 1.0, 0.0)[..., None] * T_ca[:3, 3]
-    z = np.maximum(pc[..., 2], 1e-3)
-    warp = np.stack([K[0, 0] * pc[..., 0] / z + K[0, 2], K[1, 1] * pc[..., 1] / z + K[1, 2]], -1).astype(np.float32)
+    warp = np.stack(project_points(pc, K, min_depth=1e-3)[:2], -1).astype(np.float32)
     warp[pc[..., 2] < 1e-3] = -1e4  # behind camera c: nothing to see
     warped = cv2.remap(gray_c, warp[..., 0], warp[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     d = dis.calc(gray_a, warped, None)

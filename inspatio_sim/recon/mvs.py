@@ -43,7 +43,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from inspatio_sim import se3
-from inspatio_sim.camera import pixel_rays
+from inspatio_sim.camera import backproject, pixel_rays, project_points
 from inspatio_sim.conventions import scale_intrinsics
 from inspatio_sim.errors import ConfigError, ReconError
 from inspatio_sim.metrics import depth_absrel, depth_delta
@@ -180,13 +180,6 @@ def _level(grey: torch.Tensor, K: np.ndarray, scale: int, window: int) -> _Level
     return _Level(img, mu, var, norm, Kt, pixel_rays(Kt, h, w), window)
 
 
-def _project(X: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Camera-frame points ``(..., 3)`` → pixel ``u, v`` and depth ``z`` (each ``(...)``)."""
-    z = X[..., 2]
-    zs = torch.where(z > 1e-6, z, torch.full_like(z, 1e-6))
-    return K[0, 0] * X[..., 0] / zs + K[0, 2], K[1, 1] * X[..., 1] / zs + K[1, 2], z
-
-
 def _sample(img: torch.Tensor, u: torch.Tensor, v: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
     """Sample ``img (V, C, h, w)`` at pixel coords ``u, v (V, ...)`` → ``(V, C, ...)`` (border padding)."""
     h, w = img.shape[-2:]
@@ -297,7 +290,7 @@ def select_neighbors(K: np.ndarray, poses: np.ndarray, size: tuple[int, int], de
     H, W = size
     num = min(num, N - 1)
     gu, gv = np.meshgrid(np.linspace(0, W - 1, 8), np.linspace(0, H - 1, 6))
-    rays = np.stack([(gu - K[0, 2]) / K[0, 0], (gv - K[1, 2]) / K[1, 1], np.ones_like(gu)], -1).reshape(-1, 3)
+    rays = backproject(gu, gv, K).reshape(-1, 3)
     centres = poses[:, :3, 3]
     out = np.zeros((N, num), np.int64)
     for i in range(N):
@@ -306,8 +299,7 @@ def select_neighbors(K: np.ndarray, poses: np.ndarray, size: tuple[int, int], de
         Xc = np.einsum("nji,ngj->ngi", Rj, Xw[None] - centres[:, None])  # (N, G, 3) in each frame (R^T (X - c))
         z = Xc[..., 2]
         with np.errstate(divide="ignore", invalid="ignore"):
-            u = K[0, 0] * Xc[..., 0] / z + K[0, 2]
-            v = K[1, 1] * Xc[..., 1] / z + K[1, 2]
+            u, v, _ = project_points(Xc, K, min_depth=None)
         overlap = ((z > 0) & (u >= 0) & (u <= W - 1) & (v >= 0) & (v <= H - 1)).mean(1)
         centre = centres[i] + poses[i, :3, 2] * depth[i]
         a = centre - centres[i]
@@ -399,14 +391,13 @@ def _consistency(depth: torch.Tensor, lv: _Level, i: int, nbrs: torch.Tensor, T_
     H, W = depth.shape[-2:]
     d = depth[i]
     X = (lv.rays * d[..., None])[None] @ T_ji[:, None, :3, :3].transpose(-1, -2) + T_ji[:, None, None, :3, 3]
-    u, v, z = _project(X, lv.K)  # (V, H, W)
+    u, v, z = project_points(X, lv.K)  # (V, H, W)
     dj = _sample(depth[nbrs][:, None], u, v, mode="nearest")[:, 0]
     inside = (z > 1e-6) & (u > -0.5) & (u < W - 0.5) & (v > -0.5) & (v < H - 0.5) & (dj > 0)
     # lift the neighbour's surface point back into frame i
-    rays_j = torch.stack([(u - lv.K[0, 2]) / lv.K[0, 0], (v - lv.K[1, 2]) / lv.K[1, 1], torch.ones_like(u)], -1)
-    Y = (rays_j * dj[..., None]) @ T_ij[:, None, :3, :3].transpose(-1, -2) + T_ij[:, None, None, :3, 3]
-    ub, vb, zb = _project(Y, lv.K)
-    ui, vi = lv.rays[..., 0] * lv.K[0, 0] + lv.K[0, 2], lv.rays[..., 1] * lv.K[1, 1] + lv.K[1, 2]
+    Y = backproject(u, v, lv.K, dj) @ T_ij[:, None, :3, :3].transpose(-1, -2) + T_ij[:, None, None, :3, 3]
+    ub, vb, zb = project_points(Y, lv.K)
+    ui, vi, _ = project_points(lv.rays, lv.K)
     err = torch.sqrt((ub - ui) ** 2 + (vb - vi) ** 2)
     agree = inside & (err < px) & ((zb - d).abs() < rel * d) & (d > 0)
     return agree.float().sum(0)
