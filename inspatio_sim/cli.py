@@ -25,7 +25,7 @@ from inspatio_sim.config import compose, describe_keys, to_dataclass
 from inspatio_sim.errors import InSpatioError
 
 log = logging.getLogger("inspatio_sim")
-BENCHES = ("render", "env", "recon", "ros")
+BENCHES = ("render", "env", "recon", "ros", "soak")
 
 
 def _keys_epilog() -> str:
