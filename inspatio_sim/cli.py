@@ -26,7 +26,7 @@ from inspatio_sim.config import compose, describe_keys, keys_markdown, to_datacl
 from inspatio_sim.errors import InSpatioError
 
 log = logging.getLogger("inspatio_sim")
-BENCHES = ("render", "env", "recon", "ros", "model")
+BENCHES = ("render", "env", "recon", "ros", "model", "soak")
 
 
 @functools.cache

@@ -166,15 +166,37 @@ class BenchEnv:
 
 
 @dataclass
+class BenchSoak:
+    """``bench.soak``: sizes of ``inspatio-sim bench soak`` (``--quick`` shrinks them, keeping the keys)."""
+
+    env_steps: int = 100000  # vector steps of the env phase (--quick: 2000)
+    num_envs: int = 16  # agents B of the native PointNav vector env
+    resolution: int = 64  # square camera size (pixels)
+    samples: int = 20  # RSS samples, evenly spaced over the env phase
+    warmup_fraction: float = 0.1  # memory growth is measured from the sample at this fraction of a phase
+    ros_minutes: float = 10.0  # minutes of cmd_vel flood against the ROS node (--quick: 0.5; 0 skips the phase)
+    ros_rate: float = 15.0  # publish rate requested from the node (Hz)
+    ros_window: float = 30.0  # seconds per rate / RSS sample of the ROS phase (--quick: 5)
+    flood_hz: float = 200.0  # cmd_vel messages published per second
+
+    def validate(self) -> None:
+        _positive("bench.soak", self, "env_steps", "num_envs", "resolution", "ros_rate", "ros_window", "flood_hz")
+        if self.samples < 2 or not 0 <= self.warmup_fraction < 1 or self.ros_minutes < 0:
+            raise ConfigError("bench.soak: samples must be >= 2, warmup_fraction in [0, 1) and ros_minutes >= 0")
+
+
+@dataclass
 class BenchConfig:
     """``bench``: settings of ``inspatio-sim bench NAME``."""
 
     render: BenchRender = field(default_factory=BenchRender)
     env: BenchEnv = field(default_factory=BenchEnv)
+    soak: BenchSoak = field(default_factory=BenchSoak)
 
     def validate(self) -> None:
         self.render.validate()
         self.env.validate()
+        self.soak.validate()
 
 
 @dataclass

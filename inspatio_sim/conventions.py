@@ -28,6 +28,11 @@ import numpy as np
 DEPTH_INVALID: float = 0.0
 """Depth value meaning "no measurement" in every depth map (Scene, World renders, oracle)."""
 
+R_BODY_CAMERA: np.ndarray = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+"""``R_body_camera``: the OpenCV optical camera axes in REP-103 body coordinates (x forward, y left, z up), as
+columns: optical z (forward) = body x, optical x (right) = -body y, optical y (down) = -body z. A level camera
+looking along the body's x axis has ``R_world_camera = R_world_body @ R_BODY_CAMERA``."""
+
 # Rotation taking OpenGL camera axes (x right, y up, z backward) to OpenCV optical axes (x right, y down, z forward).
 # Both directions are the same matrix: diag(1, -1, -1) is its own inverse.
 OPENGL_FROM_OPENCV: np.ndarray = np.diag([1.0, -1.0, -1.0])

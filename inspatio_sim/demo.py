@@ -10,7 +10,6 @@ report). ``demo.reconstruct=false`` builds the World from the ground-truth Scene
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from tqdm import tqdm
 
 from inspatio_sim.config import to_dataclass
 from inspatio_sim.errors import ConfigError
+from inspatio_sim.fileio import write_json
 from inspatio_sim.metrics import carry_poses, psnr, umeyama_sim3
 from inspatio_sim.oracle import Oracle
 from inspatio_sim.recon.pipeline import format_report, reconstruct
@@ -137,7 +137,7 @@ def run_demo(cfg: DictConfig) -> dict[str, Any]:
         "max_offset_m": float(offsets.max()), "psnr_per_frame": psnrs, "offset_per_frame": offsets.tolist(),
         "reconstruction": report,
     }
-    (out / "demo_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(out / "demo_metrics.json", metrics)
     print(f"demo: World {source}; {len(poses)} frames {w}x{h}, PSNR mean {metrics['psnr_mean']:.2f} dB "
           f"(min {metrics['psnr_min']:.2f}), render {metrics['render_fps']:.0f} frames/s "
           f"vs oracle {metrics['oracle_fps']:.1f} -> {video_out}")

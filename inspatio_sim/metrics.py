@@ -25,21 +25,44 @@ def ssim(pred: np.ndarray, target: np.ndarray) -> float:
     ]))
 
 
-def depth_absrel(pred: np.ndarray, target: np.ndarray) -> float:
-    """Mean ``|pred - target| / target`` over pixels where both depths are valid (> 0); NaN if there are none."""
+def _both_valid(pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     m = (pred > 0) & (target > 0)
+    return m if mask is None else m & mask
+
+
+def depth_absrel(pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean ``|pred - target| / target`` over pixels where both z-depths (metres, any shape) are valid (> 0) and
+    ``mask`` (same shape, optional) holds; NaN if there are none."""
+    m = _both_valid(pred, target, mask)
     if not m.any():
         return float("nan")
     return float(np.mean(np.abs(pred[m] - target[m]) / target[m]))
 
 
-def depth_delta(pred: np.ndarray, target: np.ndarray, threshold: float = 1.25) -> float:
-    """Fraction of pixels (both depths valid) with ``max(pred/target, target/pred) < threshold``; NaN if none."""
-    m = (pred > 0) & (target > 0)
+def depth_delta(pred: np.ndarray, target: np.ndarray, threshold: float = 1.25, mask: np.ndarray | None = None
+                ) -> float:
+    """Fraction of pixels (both depths valid, ``mask`` where given) with ``max(pred/target, target/pred) <
+    threshold`` (the usual δ<1.25); NaN if none."""
+    m = _both_valid(pred, target, mask)
     if not m.any():
         return float("nan")
     ratio = np.maximum(pred[m] / target[m], target[m] / pred[m])
     return float(np.mean(ratio < threshold))
+
+
+def mask_iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union of bool masks (any shape, e.g. ``(N, H, W)``: pooled over all frames); 1 when both
+    are empty (nothing to find, nothing found)."""
+    union = float((pred | truth).sum())
+    return float((pred & truth).sum()) / union if union else 1.0
+
+
+def mask_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """``iou`` (:func:`mask_iou`), ``fp_rate`` (fraction of the pixels outside ``truth`` that ``pred`` marks) and
+    ``recall`` (fraction of ``truth`` found) of bool masks (any shape, pooled)."""
+    inter = float((pred & truth).sum())
+    return {"iou": mask_iou(pred, truth), "fp_rate": float((pred & ~truth).sum() / max((~truth).sum(), 1)),
+            "recall": inter / max(float(truth.sum()), 1.0)}
 
 
 def umeyama_sim3(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

@@ -73,7 +73,8 @@ def train_view_psnr(scene: Scene, world_config: WorldConfig | None = None, rende
 def run_reconstruct(args: argparse.Namespace, cfg: DictConfig) -> int:
     """CLI entry of ``inspatio-sim reconstruct``: reconstruct ``args.input`` into ``args.output``, add the
     training-view PSNR of the World built from it to ``report.json``, and print the report."""
-    from inspatio_sim.recon.pipeline import REPORT_FILENAME, _write_json, format_report, reconstruct
+    from inspatio_sim.fileio import write_json
+    from inspatio_sim.recon.pipeline import REPORT_FILENAME, format_report, reconstruct
 
     scene, report = reconstruct(args.input, args.output, cfg.recon, device=cfg.device, force=args.force,
                                 verbose=bool(getattr(args, "verbose", False)))
@@ -81,7 +82,7 @@ def run_reconstruct(args: argparse.Namespace, cfg: DictConfig) -> int:
           flush=True)
     report.update(train_view_psnr(scene, to_dataclass(WorldConfig, cfg.world, "world"),
                                   to_dataclass(RenderConfig, cfg.render, "render"), device=cfg.device))
-    _write_json(Path(args.output) / REPORT_FILENAME, report)
+    write_json(Path(args.output) / REPORT_FILENAME, report)
     print(format_report(report))
     print(f"wrote {scene_file(args.output)} and {Path(args.output) / REPORT_FILENAME}")
     return 0

@@ -4,15 +4,13 @@ A Scene is a monocular video with one shared pinhole camera, camera poses, dense
 masks. Conventions (units, frames, depth=0 means no data) are those of :mod:`inspatio_sim.conventions`.
 
 On disk a Scene is one ``.npz`` file (``scene.npz`` inside a directory, or any ``*.npz`` path). Arrays are stored
-by name; the metadata is a JSON string under the key ``meta``. Writes go to a temporary file in the same directory
-that is renamed into place, so a crash never leaves a half-written Scene.
+by name; the metadata is a JSON string under the key ``meta``. Writes are atomic
+(:func:`inspatio_sim.fileio.atomic_write`), so a crash never leaves a half-written Scene.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from inspatio_sim.errors import SceneError
+from inspatio_sim.fileio import atomic_write
+from inspatio_sim.validation import check_intrinsics, check_poses
 
 SCENE_FORMAT_VERSION = 1
 SCENE_FILENAME = "scene.npz"
-ROTATION_TOLERANCE = 1e-4
-"""Max deviation of ``R^T R`` from identity (and of ``det R`` from 1) accepted for a pose rotation."""
 
 _ARRAY_KEYS = ("frames", "timestamps", "K", "poses", "depth", "confidence", "dynamic_mask")
 
@@ -109,20 +107,9 @@ class Scene:
         """Validate and write atomically; return the ``.npz`` file written."""
         self.validate()
         target = scene_file(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".scene-", suffix=".npz.tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(
-                    fh, meta=np.array(json.dumps(asdict(self.meta))),
-                    **{k: getattr(self, k) for k in _ARRAY_KEYS},
-                )
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(target) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, meta=np.array(json.dumps(asdict(self.meta))),
+                                **{k: getattr(self, k) for k in _ARRAY_KEYS})
         return target
 
     @staticmethod
@@ -195,26 +182,8 @@ def _validate(s: Scene) -> None:
     if n > 1 and not np.all(np.diff(ts) > 0):
         bad = int(np.argmin(np.diff(ts) > 0))
         fail(f"timestamps must be strictly increasing (frame {bad + 1}: {ts[bad + 1]} after {ts[bad]})")
-    K = s.K
-    if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0 or K[0, 1] != 0 or np.any(K[2] != [0, 0, 1]):
-        fail(f"K must be [[fx,0,cx],[0,fy,cy],[0,0,1]] with fx, fy > 0, got {K.tolist()}")
-    poses = s.poses
-    finite = np.isfinite(poses).all(axis=(1, 2))
-    if not finite.all():
-        fail(f"pose of frame {int(np.argmin(finite))} contains NaN or inf")
-    bottom_ok = np.all(np.abs(poses[:, 3] - [0, 0, 0, 1]) < 1e-9, axis=1)
-    if not bottom_ok.all():
-        fail(f"pose of frame {int(np.argmin(bottom_ok))} is not rigid: last row must be [0, 0, 0, 1]")
-    R = poses[:, :3, :3]
-    ortho_err = np.abs(np.einsum("nji,njk->nik", R, R) - np.eye(3)).max(axis=(1, 2))
-    det_err = np.abs(np.linalg.det(R) - 1.0)
-    bad_rot = (ortho_err > ROTATION_TOLERANCE) | (det_err > ROTATION_TOLERANCE)
-    if bad_rot.any():
-        i = int(np.argmax(bad_rot))
-        fail(
-            f"pose of frame {i} has a non-orthonormal rotation (|R^T R - I| = {ortho_err[i]:.2e}, "
-            f"det = {np.linalg.det(R[i]):.6f}); rotations must be proper to {ROTATION_TOLERANCE}"
-        )
+    check_intrinsics(s.K, what="invalid Scene: K", error=SceneError)
+    check_poses(s.poses, what="invalid Scene: poses", error=SceneError, count=n)
     d = s.depth
     if not np.isfinite(d).all():
         fail("depth contains NaN or inf; use 0 for pixels without depth")

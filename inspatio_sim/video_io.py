@@ -9,33 +9,29 @@ import cv2
 import numpy as np
 
 from inspatio_sim.errors import InSpatioError
+from inspatio_sim.fileio import atomic_write
 
 
 def write_video(frames: Iterable[np.ndarray], path: str | Path, fps: float) -> Path:
     """Write ``(H, W, 3)`` uint8 RGB frames to ``path`` (``.mp4``: mp4v, ``.avi``: MJPG); return the path.
 
-    The file appears only when complete (written to a temporary name, then renamed).
+    The file appears only when complete (:func:`inspatio_sim.fileio.atomic_write`).
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     codec = "MJPG" if target.suffix.lower() == ".avi" else "mp4v"
-    tmp = target.with_name(f".{target.stem}.tmp{target.suffix}")
-    writer: cv2.VideoWriter | None = None
-    try:
-        for img in frames:
+    with atomic_write(target) as tmp:
+        writer: cv2.VideoWriter | None = None
+        try:
+            for img in frames:
+                if writer is None:
+                    h, w = img.shape[:2]
+                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*codec), float(fps), (w, h))
+                    if not writer.isOpened():
+                        raise InSpatioError(f"OpenCV cannot write {target} with the {codec} codec; use .mp4 or .avi")
+                writer.write(cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR))
             if writer is None:
-                h, w = img.shape[:2]
-                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*codec), float(fps), (w, h))
-                if not writer.isOpened():
-                    raise InSpatioError(f"OpenCV cannot write {target} with the {codec} codec; use .mp4 or .avi")
-            writer.write(cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR))
-        if writer is None:
-            raise InSpatioError(f"no frames to write to {target}")
-        writer.release()
-        writer = None
-        tmp.replace(target)
-    finally:
-        if writer is not None:
-            writer.release()
-        tmp.unlink(missing_ok=True)
+                raise InSpatioError(f"no frames to write to {target}")
+        finally:
+            if writer is not None:
+                writer.release()
     return target

@@ -53,7 +53,8 @@ def test_a_value_of_the_wrong_type_names_key_value_and_type(override, message):
     ("world.voxelsize=0.1", "unknown configuration key 'world.voxelsize'; did you mean 'world.voxel_size'?"),
     ("+render.foo=1", "unknown configuration key 'render.foo'"),
     ("nothing.like.this=1", "unknown configuration key 'nothing.like.this'; `inspatio-sim --help` lists the keys"),
-    ("scene=tyni", "unknown scene preset 'tyni' (choose one of courtyard, plain, room, small, tiny); did you mean 'tiny'?"),
+    ("scene=tyni",
+     "unknown scene preset 'tyni' (choose one of courtyard, plain, room, small, tiny); did you mean 'tiny'?"),
 ])
 def test_an_unknown_key_or_preset_is_named_with_the_closest_one(override, message):
     with pytest.raises(ConfigError) as e:

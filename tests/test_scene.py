@@ -49,10 +49,10 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
         (lambda s: setattr(s, "frames", s.frames.astype(np.float32)), "uint8"),
         (lambda s: setattr(s, "depth", s.depth[:, :10]), "depth must have shape"),
         (lambda s: setattr(s, "timestamps", s.timestamps[::-1].copy()), "strictly increasing"),
-        (lambda s: s.poses.__setitem__((1, 0, 3), np.nan), "frame 1 contains NaN"),
+        (lambda s: s.poses.__setitem__((1, 0, 3), np.nan), "pose 1 is not finite"),
         (lambda s: s.poses.__setitem__((2, 0, 0), 1.1), "non-orthonormal"),
         (lambda s: s.poses.__setitem__((0, 3, 0), 0.5), "not rigid"),
-        (lambda s: s.poses.__setitem__((0, slice(0, 3), 0), -s.poses[0, :3, 0]), "non-orthonormal"),  # reflection
+        (lambda s: s.poses.__setitem__((0, slice(0, 3), 0), -s.poses[0, :3, 0]), "det R = -1"),  # reflection
         (lambda s: s.depth.__setitem__((0, 0, 0), -1.0), "negative"),
         (lambda s: s.depth.__setitem__((0, 0, 0), np.inf), "NaN or inf"),
         (lambda s: s.confidence.__setitem__((0, 0, 0), 2.0), "confidence"),

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from inspatio_sim.bench.render_bench import offset_poses
 from inspatio_sim.bench.report import write_report
 from inspatio_sim.config import to_dataclass
-from inspatio_sim.metrics import carry_poses, depth_absrel, depth_delta, psnr, trajectory_errors
+from inspatio_sim.metrics import carry_poses, depth_absrel, depth_delta, mask_iou, psnr, trajectory_errors
 from inspatio_sim.oracle import Oracle
 from inspatio_sim.recon.pipeline import reconstruct
 from inspatio_sim.recon_report import train_view_psnr
@@ -46,8 +46,6 @@ def evaluate(rec: Scene, gt: Scene, frame_index: np.ndarray) -> dict[str, float]
     static = ~g.dynamic_mask & (g.depth > 0)
     pred = np.where(static, rec.depth * s, 0.0)
     truth = np.where(static, g.depth, 0.0)
-    inter = float((rec.dynamic_mask & g.dynamic_mask).sum())
-    union = float((rec.dynamic_mask | g.dynamic_mask).sum())
     return {
         "registered_fraction": rec.num_frames / gt.num_frames,
         "ate_percent_path": traj["ate_percent_path"],
@@ -58,7 +56,7 @@ def evaluate(rec: Scene, gt: Scene, frame_index: np.ndarray) -> dict[str, float]
         "depth_absrel": depth_absrel(pred, truth),
         "depth_delta125": depth_delta(pred, truth),
         "depth_valid_fraction": float((rec.depth[static] > 0).mean()),
-        "dynamic_iou": inter / union if union > 0 else 1.0,
+        "dynamic_iou": mask_iou(rec.dynamic_mask, g.dynamic_mask),
         "focal_error_percent": 100.0 * abs(rec.K[0, 0] / gt.K[0, 0] - 1.0),
     }
 

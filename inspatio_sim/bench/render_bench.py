@@ -25,6 +25,7 @@ from inspatio_sim.bench.report import write_report
 from inspatio_sim.bench.timing import interleaved_rates
 from inspatio_sim.config import to_dataclass
 from inspatio_sim.conventions import intrinsics_from_fov
+from inspatio_sim.errors import ConfigError
 from inspatio_sim.metrics import depth_absrel, psnr, ssim
 from inspatio_sim.oracle import Oracle
 from inspatio_sim.render import RenderConfig, render_world
@@ -34,14 +35,24 @@ from inspatio_sim.world import World, WorldConfig, build_world
 
 MIN_CLEARANCE = 0.3
 """Held-out cameras closer than this (metres) to any geometry are resampled."""
+TRIES_PER_POSE = 200
+"""Random draws allowed per held-out pose before the scene is declared to have too little clear space."""
 
 
 def offset_poses(
     scene: Scene, oracle: Oracle, offset: float, count: int, rng: np.random.Generator, max_rot_deg: float = 10.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out poses ``(count, 4, 4)`` exactly ``offset`` m from random path poses, and their times ``(count,)``."""
+    """Held-out poses ``(count, 4, 4)`` exactly ``offset`` m from random path poses, and their times ``(count,)``.
+
+    Each is at least :data:`MIN_CLEARANCE` m clear of the oracle's geometry.
+
+    Raises:
+        ConfigError: fewer than ``count`` clear poses after ``TRIES_PER_POSE * count`` draws.
+    """
     poses, times = [], []
-    while len(poses) < count:
+    for _ in range(TRIES_PER_POSE * count):
+        if len(poses) == count:
+            break
         i = int(rng.integers(scene.num_frames))
         d = rng.normal(size=3)
         T = scene.poses[i].copy()
@@ -52,6 +63,11 @@ def offset_poses(
         T[:3, :3] = T[:3, :3] @ rot.as_matrix()
         poses.append(T)
         times.append(scene.timestamps[i] - scene.timestamps[0])
+    if len(poses) < count:
+        raise ConfigError(
+            f"bench: only {len(poses)} of {count} held-out poses {offset} m off the recorded path are at least "
+            f"{MIN_CLEARANCE} m clear of geometry after {TRIES_PER_POSE * count} random draws; this scene has too "
+            "little free space around its path for that offset (choose smaller offsets or another scene)")
     return np.stack(poses), np.asarray(times)
 
 

@@ -1,16 +1,17 @@
-"""The benchmark contract: ``DIR/bench_NAME.json`` (name, created, machine, config, flat metrics) + a Markdown table."""
+"""Benchmark reports: ``DIR/bench_NAME.json`` (the contract of :mod:`inspatio_sim.bench.contract`) + Markdown tables."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
 import os
 import platform
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from inspatio_sim.bench.contract import structure_problems
+from inspatio_sim.fileio import write_json, write_text
 
 
 def machine_info(device: str) -> dict[str, Any]:
@@ -31,17 +32,24 @@ def machine_info(device: str) -> dict[str, Any]:
 def write_report(
     name: str, out_dir: str | Path, config: dict[str, Any], metrics: dict[str, float], device: str,
     tables: list[tuple[str, list[str], list[list[Any]]]], notes: list[str] | None = None,
+    series: dict[str, list[list[float]]] | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``bench_NAME.json`` and ``bench_NAME.md``; ``tables`` are ``(title, header, rows)``."""
-    bad = {k: v for k, v in metrics.items() if not isinstance(v, (int, float)) or not math.isfinite(v)}
-    if bad:
-        raise ValueError(f"benchmark metrics must be finite numbers: {bad}")
+    """Write ``bench_NAME.json`` and ``bench_NAME.md`` (atomically); ``tables`` are ``(title, header, rows)``,
+    ``series`` optional measurements over time (:mod:`inspatio_sim.bench.contract`).
+
+    Raises:
+        ValueError: the document would break the contract (a bug of the benchmark, not a user error).
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    doc = {"name": name, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-           "machine": machine_info(device), "config": config, "metrics": metrics}
+    doc: dict[str, Any] = {"name": name, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                           "machine": machine_info(device), "config": config, "metrics": metrics}
+    if series is not None:
+        doc["series"] = series
+    problems = structure_problems(doc)
+    if problems:
+        raise ValueError(f"bench {name}: the report breaks the benchmark contract: {'; '.join(problems)}")
     json_path, md_path = out / f"bench_{name}.json", out / f"bench_{name}.md"
-    json_path.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(json_path, doc)
     m = doc["machine"]
     lines = [f"# bench {name}", "", f"{doc['created']} · {m['cpu']} · {m['cores']} cores · torch {m['torch']}"
              + (f" · {m['cuda']}" if m["cuda"] else ""), ""]
@@ -53,7 +61,7 @@ def write_report(
     lines += [f"| `{k}` | {_fmt(v)} |" for k, v in metrics.items()]
     if notes:
         lines += ["", *notes]
-    md_path.write_text("\n".join(lines) + "\n")
+    write_text(md_path, "\n".join(lines) + "\n")
     return json_path, md_path
 
 

@@ -29,14 +29,14 @@ import torch
 from inspatio_sim import se3
 from inspatio_sim.control.collision import sweep_sphere
 from inspatio_sim.control.robot import RobotConfig, RobotFleet
+from inspatio_sim.conventions import R_BODY_CAMERA
 from inspatio_sim.errors import ActionError, ConfigError, WorldError
+from inspatio_sim.validation import check_poses
 from inspatio_sim.world import World
 
 ACTION_MODELS = ("fly", "ground", "discrete", "robot")
 DISCRETE_ACTIONS = ("stop", "move_forward", "turn_left", "turn_right", "look_up", "look_down")
 REGION_POLICIES = ("clamp", "terminate", "allow")
-BODY_FROM_CAMERA = torch.tensor([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-"""``R_body_camera``: columns are the optical camera axes in body (REP-103) coordinates."""
 
 
 @dataclass
@@ -147,7 +147,7 @@ class ESCM:
         self.position = torch.zeros(num_agents, 3, device=dev)
         self.euler = torch.zeros(num_agents, 3, device=dev)
         self.velocity = torch.zeros(num_agents, 6, device=dev)
-        self._body_from_camera = BODY_FROM_CAMERA.to(dev)
+        self._body_from_camera = torch.as_tensor(R_BODY_CAMERA, dtype=torch.float32, device=dev)
         self.robot: RobotFleet | None = None
         if self.config.action_model == "robot":
             self.robot = RobotFleet(world, num_agents, self.config.robot, self.config.dt)
@@ -166,9 +166,8 @@ class ESCM:
 
         Ground-following models snap the camera to ``camera_height`` above the ground with the configured pitch.
         """
+        check_poses(poses, what="reset poses", error=ActionError, count=self.num_agents)
         poses = torch.as_tensor(poses, dtype=torch.float32, device=self.device)
-        if poses.shape != (self.num_agents, 4, 4) or not torch.isfinite(poses).all():
-            raise ActionError(f"reset poses must be finite ({self.num_agents}, 4, 4), got {tuple(poses.shape)}")
         m = torch.ones(self.num_agents, dtype=torch.bool, device=self.device) if mask is None else mask.bool()
         if self.robot is not None:
             self.robot.reset(poses.double().cpu().numpy(), m.cpu().numpy())

@@ -40,14 +40,13 @@ import torch
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from inspatio_sim.conventions import R_BODY_CAMERA
 from inspatio_sim.errors import ConfigError, WorldError
 from inspatio_sim.world import World
 
 COLLISION_GROUP_ROBOT = 1
 COLLISION_GROUP_WORLD = 2
 MIN_CHECKED_MOTION = 0.02  # metres or radians per step under which "failed to reach" is not judged
-R_BODY_CAMERA = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-"""``R_body_camera``: optical camera axes in REP-103 body coordinates (same as the ESCM's)."""
 
 _MESHES: dict[int, tuple[weakref.ref, tuple[np.ndarray, np.ndarray]]] = {}
 

@@ -18,11 +18,13 @@ import pybullet as pb
 import pybullet_data
 from scipy.spatial.transform import Rotation
 
+from inspatio_sim.camera import backproject
 from inspatio_sim.conventions import DEPTH_INVALID, OPENGL_FROM_OPENCV, intrinsics_from_fov, look_at, scale_intrinsics
 from inspatio_sim.errors import ConfigError
 from inspatio_sim.oracle import textures as tx
 from inspatio_sim.oracle.presets import FACES, PRESETS, Block, PresetSpec, UrdfObject, build_preset, face_extent
 from inspatio_sim.scene import Scene, SceneMeta
+from inspatio_sim.validation import check_intrinsics, check_poses
 
 MESH_TILE_M: float = 1.0
 """Faces are split into quads at most this size (keeps triangles small for the rasteriser)."""
@@ -331,7 +333,7 @@ class Oracle:
         v, u = np.nonzero(mask)
         if not self.spec.sky:
             return np.zeros((len(u), 3), np.uint8)
-        rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones(len(u))], axis=1)
+        rays = backproject(u.astype(np.float64), v.astype(np.float64), K)
         d = rays @ pose[:3, :3].T
         elev = np.clip(d[:, 2] / np.linalg.norm(d, axis=1), 0.0, 1.0) ** 0.6
         col = np.asarray(SKY_HORIZON)[None] * (1 - elev[:, None]) + np.asarray(SKY_ZENITH)[None] * elev[:, None]
@@ -473,22 +475,13 @@ def _check_render_args(poses: Any, times: Any, K: Any, width: Any, height: Any, 
         raise ConfigError(f"render: poses, times and K must be numeric arrays ({e})") from e
     if poses.shape == (4, 4):
         poses = poses[None]
-    if poses.ndim != 3 or poses.shape[1:] != (4, 4):
-        raise ConfigError(f"render: poses must be (B, 4, 4) T_world_camera, got shape {poses.shape}")
-    if poses.shape[0] == 0:
-        raise ConfigError("render: got B=0 poses; pass at least one pose")
-    if not np.isfinite(poses).all():
-        raise ConfigError("render: poses contain NaN or inf")
-    R = poses[:, :3, :3]
-    if np.abs(np.einsum("bji,bjk->bik", R, R) - np.eye(3)).max() > 1e-4 or np.abs(np.linalg.det(R) - 1).max() > 1e-4:
-        raise ConfigError("render: pose rotations must be proper rotation matrices (R^T R = I, det R = 1)")
+    check_poses(poses, what="render: poses", error=ConfigError)
     times = np.broadcast_to(times, (poses.shape[0],)) if times.ndim == 0 else times
     if times.shape != (poses.shape[0],):
         raise ConfigError(f"render: times must have shape ({poses.shape[0]},) to match poses, got {times.shape}")
     if not np.isfinite(times).all():
         raise ConfigError("render: times contain NaN or inf")
-    if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise ConfigError(f"render: K must be a finite 3x3 intrinsics matrix with fx, fy > 0, got {K.tolist()}")
+    check_intrinsics(K, what="render: K", error=ConfigError)
     _check_resolution(width, height)
     if isinstance(supersample, bool) or not isinstance(supersample, (int, np.integer)) or supersample < 1 \
             or supersample % 2 == 0:

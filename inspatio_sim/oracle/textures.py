@@ -16,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inspatio_sim.fileio import atomic_write
+
 TEXEL_M: float = 0.005
 """Default texel size on walls and crates, in metres (5 mm: sharp for SIFT, not an aliasing mess at 320x240)."""
 
@@ -223,19 +225,13 @@ def cache_dir() -> Path:
 def write_png(img: np.ndarray, directory: Path | None = None) -> Path:
     """Write ``img`` (RGB uint8) as a PNG named by its content hash, atomically; reuse it if already there."""
     directory = cache_dir() if directory is None else directory
-    directory.mkdir(parents=True, exist_ok=True)
     img = np.ascontiguousarray(img, dtype=np.uint8)
     digest = hashlib.sha1(img.tobytes() + repr(img.shape).encode()).hexdigest()[:20]
     path = directory / f"tex_{digest}.png"
     if not path.exists():
-        fd, tmp = tempfile.mkstemp(prefix=".tex-", suffix=".png", dir=directory)
-        os.close(fd)
-        try:
-            if not cv2.imwrite(tmp, cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
-                raise OSError(f"cannot write texture {tmp}")
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        with atomic_write(path) as tmp:
+            if not cv2.imwrite(str(tmp), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+                raise OSError(f"cannot write texture {path}")
     return path
 
 

@@ -36,8 +36,10 @@ import torch
 from scipy import ndimage
 
 from inspatio_sim import se3
-from inspatio_sim.camera import pixel_rays
+from inspatio_sim.camera import pixel_rays, project_points
 from inspatio_sim.errors import ConfigError, SceneError
+from inspatio_sim.metrics import mask_scores
+from inspatio_sim.validation import check_intrinsics, check_poses
 
 _PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -125,10 +127,8 @@ def _check_inputs(frames: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: n
         raise SceneError(f"dynamic_masks: depth must be (N, H, W) = {(n, h, w)} like the frames, got {depth.shape}")
     if confidence is not None and confidence.shape != (n, h, w):
         raise SceneError(f"dynamic_masks: confidence must be {(n, h, w)} like the frames, got {confidence.shape}")
-    if K.shape != (3, 3) or poses.shape != (n, 4, 4):
-        raise SceneError(f"dynamic_masks: K must be (3, 3) and poses ({n}, 4, 4), got {K.shape} and {poses.shape}")
-    if not (np.isfinite(K).all() and np.isfinite(poses).all()):
-        raise SceneError("dynamic_masks: K and poses must be finite")
+    check_intrinsics(K, what="dynamic_masks: K", error=SceneError)
+    check_poses(poses, what="dynamic_masks: poses", error=SceneError, count=n)
 
 
 def _depth_bounds(depth: np.ndarray, confidence: np.ndarray | None, cfg: DynamicConfig
@@ -291,8 +291,7 @@ def _correspondence(gray_a: np.ndarray, gray_c: np.ndarray, prior_a: np.ndarray,
     """
     pts = rays * np.where(prior_a > 0, prior_a, 1.0)[..., None]
     pc = pts @ T_ca[:3, :3].T + np.where(prior_a > 0, 1.0, 0.0)[..., None] * T_ca[:3, 3]
-    z = np.maximum(pc[..., 2], 1e-3)
-    warp = np.stack([K[0, 0] * pc[..., 0] / z + K[0, 2], K[1, 1] * pc[..., 1] / z + K[1, 2]], -1).astype(np.float32)
+    warp = np.stack(project_points(pc, K, min_depth=1e-3)[:2], -1).astype(np.float32)
     warp[pc[..., 2] < 1e-3] = -1e4  # behind camera c: nothing to see
     warped = cv2.remap(gray_c, warp[..., 0], warp[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     d = dis.calc(gray_a, warped, None)
@@ -411,14 +410,6 @@ def degrade_depth(depth: np.ndarray, seed: int = 0, noise: float = 0.05, hole_fr
         blobs = np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in coarse])
         out[blobs < np.quantile(blobs, hole_fraction)] = 0.0
     return out
-
-
-def mask_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """IoU over all frames (pooled) and the false-positive rate on static pixels, for ``(N, H, W)`` bool masks."""
-    inter = float((pred & truth).sum())
-    union = float((pred | truth).sum())
-    return {"iou": inter / union if union else 1.0, "fp_rate": float((pred & ~truth).sum() / max((~truth).sum(), 1)),
-            "recall": inter / max(float(truth.sum()), 1.0)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,7 +35,6 @@ and 1 px noise the room is unchanged (AbsRel 0.0086, valid 0.887).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -46,10 +45,12 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from inspatio_sim import se3
-from inspatio_sim.camera import pixel_rays
+from inspatio_sim.camera import backproject, pixel_rays, project_points
 from inspatio_sim.conventions import scale_intrinsics
-from inspatio_sim.errors import ConfigError
+from inspatio_sim.errors import ConfigError, ReconError
+from inspatio_sim.metrics import depth_absrel, depth_delta
 from inspatio_sim.recon.completion import CompletionConfig, complete_depth
+from inspatio_sim.validation import check_intrinsics, check_poses
 
 
 @dataclass
@@ -199,13 +200,6 @@ def _level(grey: torch.Tensor, K: np.ndarray, scale: int, window: int) -> _Level
     return _Level(img, mu, var, norm, Kt, pixel_rays(Kt, h, w), window)
 
 
-def _project(X: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Camera-frame points ``(..., 3)`` → pixel ``u, v`` and depth ``z`` (each ``(...)``)."""
-    z = X[..., 2]
-    zs = torch.where(z > 1e-6, z, torch.full_like(z, 1e-6))
-    return K[0, 0] * X[..., 0] / zs + K[0, 2], K[1, 1] * X[..., 1] / zs + K[1, 2], z
-
-
 def _sample(img: torch.Tensor, u: torch.Tensor, v: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
     """Sample ``img (V, C, h, w)`` at pixel coords ``u, v (V, ...)`` → ``(V, C, ...)`` (border padding)."""
     h, w = img.shape[-2:]
@@ -316,7 +310,7 @@ def select_neighbors(K: np.ndarray, poses: np.ndarray, size: tuple[int, int], de
     H, W = size
     num = min(num, N - 1)
     gu, gv = np.meshgrid(np.linspace(0, W - 1, 8), np.linspace(0, H - 1, 6))
-    rays = np.stack([(gu - K[0, 2]) / K[0, 0], (gv - K[1, 2]) / K[1, 1], np.ones_like(gu)], -1).reshape(-1, 3)
+    rays = backproject(gu, gv, K).reshape(-1, 3)
     centres = poses[:, :3, 3]
     out = np.zeros((N, num), np.int64)
     for i in range(N):
@@ -325,8 +319,7 @@ def select_neighbors(K: np.ndarray, poses: np.ndarray, size: tuple[int, int], de
         Xc = np.einsum("nji,ngj->ngi", Rj, Xw[None] - centres[:, None])  # (N, G, 3) in each frame (R^T (X - c))
         z = Xc[..., 2]
         with np.errstate(divide="ignore", invalid="ignore"):
-            u = K[0, 0] * Xc[..., 0] / z + K[0, 2]
-            v = K[1, 1] * Xc[..., 1] / z + K[1, 2]
+            u, v, _ = project_points(Xc, K, min_depth=None)
         overlap = ((z > 0) & (u >= 0) & (u <= W - 1) & (v >= 0) & (v <= H - 1)).mean(1)
         centre = centres[i] + poses[i, :3, 2] * depth[i]
         a = centre - centres[i]
@@ -418,14 +411,13 @@ def _consistency(depth: torch.Tensor, lv: _Level, i: int, nbrs: torch.Tensor, T_
     H, W = depth.shape[-2:]
     d = depth[i]
     X = (lv.rays * d[..., None])[None] @ T_ji[:, None, :3, :3].transpose(-1, -2) + T_ji[:, None, None, :3, 3]
-    u, v, z = _project(X, lv.K)  # (V, H, W)
+    u, v, z = project_points(X, lv.K)  # (V, H, W)
     dj = _sample(depth[nbrs][:, None], u, v, mode="nearest")[:, 0]
     inside = (z > 1e-6) & (u > -0.5) & (u < W - 0.5) & (v > -0.5) & (v < H - 0.5) & (dj > 0)
     # lift the neighbour's surface point back into frame i
-    rays_j = torch.stack([(u - lv.K[0, 2]) / lv.K[0, 0], (v - lv.K[1, 2]) / lv.K[1, 1], torch.ones_like(u)], -1)
-    Y = (rays_j * dj[..., None]) @ T_ij[:, None, :3, :3].transpose(-1, -2) + T_ij[:, None, None, :3, 3]
-    ub, vb, zb = _project(Y, lv.K)
-    ui, vi = lv.rays[..., 0] * lv.K[0, 0] + lv.K[0, 2], lv.rays[..., 1] * lv.K[1, 1] + lv.K[1, 2]
+    Y = backproject(u, v, lv.K, dj) @ T_ij[:, None, :3, :3].transpose(-1, -2) + T_ij[:, None, None, :3, 3]
+    ub, vb, zb = project_points(Y, lv.K)
+    ui, vi, _ = project_points(lv.rays, lv.K)
     err = torch.sqrt((ub - ui) ** 2 + (vb - vi) ** 2)
     agree = inside & (err < px) & ((zb - d).abs() < rel * d) & (d > 0)
     return agree.float().sum(0)
@@ -508,12 +500,12 @@ def estimate_depth(frames: np.ndarray, K: np.ndarray, poses: np.ndarray, sparse:
     frames = np.asarray(frames)
     poses = np.asarray(poses, np.float64)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be (N, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+        raise ReconError(f"MVS: frames must be (N, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
     N, H, W, _ = frames.shape
-    if poses.shape != (N, 4, 4) or not np.isfinite(poses).all():
-        raise ValueError(f"poses must be finite (N, 4, 4) with N = {N}, got {poses.shape}")
+    check_poses(poses, what="MVS poses", error=ReconError, count=N)
+    check_intrinsics(K, what="MVS K", error=ReconError)
     if sparse is not None and len(sparse) != N:
-        raise ValueError(f"sparse must hold one array per frame ({N}), got {len(sparse)}")
+        raise ReconError(f"MVS: sparse must hold one array per frame ({N}), got {len(sparse)}")
     if N < 2:
         return np.zeros((N, H, W), np.float32), np.zeros((N, H, W), np.float32)
 
@@ -618,12 +610,8 @@ def sample_sparse(depth: np.ndarray, valid: np.ndarray, count: int = 300, depth_
 def evaluate(pred: np.ndarray, gt: np.ndarray, static: np.ndarray) -> dict[str, float]:
     """AbsRel and δ<1.25 over static pixels with GT > 0 where ``pred > 0``, and the valid fraction of those pixels."""
     m = static & (gt > 0)
-    v = m & (pred > 0)
-    if not v.any():
-        return {"absrel": math.nan, "delta1": math.nan, "valid": 0.0}
-    ratio = np.maximum(pred[v] / gt[v], gt[v] / pred[v])
-    return {"absrel": float(np.mean(np.abs(pred[v] - gt[v]) / gt[v])), "delta1": float(np.mean(ratio < 1.25)),
-            "valid": float(v.sum() / m.sum())}
+    return {"absrel": depth_absrel(pred, gt, static), "delta1": depth_delta(pred, gt, mask=static),
+            "valid": float((m & (pred > 0)).sum() / max(m.sum(), 1))}
 
 
 def _main(argv: list[str]) -> None:

@@ -11,11 +11,9 @@ and in an existing one only what this run added to ``.cache`` goes.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from inspatio_sim.config import to_dataclass
 from inspatio_sim.conventions import intrinsics_from_fov, intrinsics_matrix, scale_intrinsics
 from inspatio_sim.errors import ConfigError, ReconError
+from inspatio_sim.fileio import write_json
 from inspatio_sim.paths import check_output_path
 from inspatio_sim.recon.align import align_to_gravity
 from inspatio_sim.recon.dynamic import DynamicConfig, dynamic_masks
@@ -195,7 +194,7 @@ def _reconstruct(source: str | Path, out: Path, rc: ReconConfig, device: str, fo
                                  extra={"reconstruction": report}))
     scene.validate()
     scene.save(out)
-    _write_json(out / REPORT_FILENAME, report)
+    write_json(out / REPORT_FILENAME, report)
     return scene, report
 
 
@@ -327,11 +326,3 @@ def _leave_as_found(out: Path) -> Iterator[None]:
                 else:
                     entry.unlink(missing_ok=True)
         raise
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".json.tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)

@@ -47,6 +47,7 @@ import cv2
 import numpy as np
 
 from inspatio_sim.errors import ConfigError, ReconError
+from inspatio_sim.fileio import atomic_write
 from inspatio_sim.lazy import lazy_import
 
 pycolmap = lazy_import("pycolmap")  # loaded on first use: the configuration schema imports this module
@@ -366,10 +367,9 @@ def save_result(path: Path, r: SfMResult) -> None:
     meta = json.dumps({"reprojection_error": r.reprojection_error, "dropped": {str(k): v for k, v in r.dropped.items()},
                        "seconds": r.seconds, "mapper": r.mapper, "mapper_scores": r.mapper_scores,
                        "segments": [list(s) for s in r.segments], "kept": list(r.kept), "notes": r.notes})
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, registered=r.registered, poses=r.poses, K=r.K, points=r.points, obs=obs, obs_counts=counts,
-             num_features=r.num_features, meta=np.array(meta))
-    tmp.replace(path)
+    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, registered=r.registered, poses=r.poses, K=r.K, points=r.points, obs=obs, obs_counts=counts,
+                 num_features=r.num_features, meta=np.array(meta))
 
 
 def _load_result(path: Path) -> SfMResult:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from inspatio_sim.conventions import DEPTH_INVALID
 from inspatio_sim.errors import RenderError
+from inspatio_sim.validation import check_intrinsics, check_poses
 from inspatio_sim.world.splats import LOD_STEP, STATIC_FRAME, SplatCloud
 
 _NO_HIT = torch.iinfo(torch.int64).max
@@ -180,22 +181,10 @@ def _check_inputs(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     if int(height) != height or int(width) != width or height < 1 or width < 1:
         raise RenderError(f"resolution must be positive integers, got {height}x{width} (H x W)")
+    b = check_poses(poses, what="render poses", error=RenderError).shape[0]
+    check_intrinsics(K, what="render K", error=RenderError, batch=b)
     poses_t = torch.as_tensor(poses, device=device).to(torch.float32)
-    if poses_t.ndim != 3 or poses_t.shape[1:] != (4, 4):
-        raise RenderError(f"poses must be (B, 4, 4) T_world_camera, got shape {tuple(poses_t.shape)}")
-    b = poses_t.shape[0]
-    if b == 0:
-        raise RenderError("nothing to render: batch of 0 poses (B=0)")
-    bad = ~torch.isfinite(poses_t).all(dim=(1, 2))
-    if bad.any():
-        raise RenderError(f"pose {int(bad.nonzero()[0])} of the batch contains NaN or inf")
-    K_t = torch.as_tensor(K, device=device).to(torch.float32)
-    if K_t.shape == (3, 3):
-        K_t = K_t.expand(b, 3, 3)
-    if K_t.shape != (b, 3, 3):
-        raise RenderError(f"K must be (3, 3) or (B, 3, 3) with B={b}, got {tuple(K_t.shape)}")
-    if not torch.isfinite(K_t).all() or (K_t[:, 0, 0] <= 0).any() or (K_t[:, 1, 1] <= 0).any():
-        raise RenderError("K must be finite with positive focal lengths")
+    K_t = torch.as_tensor(K, device=device).to(torch.float32).expand(b, 3, 3)
     frames_t = None
     if frames is not None:
         frames_t = torch.as_tensor(frames, device=device).to(torch.int64).reshape(-1)

@@ -6,8 +6,7 @@ to its destination and renamed when complete, so an interrupted recording never 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -17,6 +16,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from inspatio_sim.errors import ConfigError
+from inspatio_sim.fileio import atomic_write
 from inspatio_sim.ros import messages as M
 
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
@@ -80,28 +80,27 @@ class BagWriter:
         self.path = Path(path)
         if self.path.exists():
             raise ConfigError(f"bag {self.path} exists already; remove it or choose another --bag")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
-        self._writer = Writer(self._tmp / self.path.name, version=9, storage_plugin=STORAGES[storage])
+        self._storage = STORAGES[storage]
         self._conns: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
+        self._stack = ExitStack()
 
     def __enter__(self) -> BagWriter:
-        self._writer.open()
-        for topic, msgtype in M.MSGTYPES.items():
-            name = topic if topic.startswith("/") else "/" + topic
-            self._conns[topic] = self._writer.add_connection(name, msgtype, typestore=TYPESTORE)
-            self.counts[name] = 0
+        with ExitStack() as stack:  # written to a temporary path, moved into place when the block completes
+            writer = Writer(stack.enter_context(atomic_write(self.path)), version=9, storage_plugin=self._storage)
+            writer.open()
+            stack.callback(writer.close)
+            for topic, msgtype in M.MSGTYPES.items():
+                name = topic if topic.startswith("/") else "/" + topic
+                self._conns[topic] = writer.add_connection(name, msgtype, typestore=TYPESTORE)
+                self.counts[name] = 0
+            self._writer = writer
+            self._stack = stack.pop_all()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        try:
-            self._writer.close()
-            if exc_type is None:
-                (self._tmp / self.path.name).rename(self.path)
-        finally:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+        self._stack.__exit__(exc_type, exc, tb)
 
     def write(self, topic: str, msg: Any, stamp_ns: int) -> None:
         """Serialise ``msg`` (a rosbags message of ``topic``'s type) at ``stamp_ns``."""

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from inspatio_sim.control.escm import BODY_FROM_CAMERA
+from inspatio_sim.conventions import R_BODY_CAMERA
 from inspatio_sim.errors import ConfigError
 
 FRAME_MAP = "map"
@@ -60,7 +60,6 @@ MSGTYPES: dict[str, str] = {
 
 MODELS = ("none", "classical", "star")
 DEPTH_NO_DATA = ("nan", "zero")
-R_BODY_CAMERA = BODY_FROM_CAMERA.numpy().astype(np.float64)
 
 
 @dataclass

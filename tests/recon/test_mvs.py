@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from inspatio_sim.config import compose, to_dataclass
 from inspatio_sim.conventions import intrinsics_from_fov, look_at
-from inspatio_sim.errors import ConfigError
+from inspatio_sim.errors import ConfigError, ReconError
 from inspatio_sim.recon.mvs import MVSConfig, estimate_depth, evaluate, sample_sparse, select_neighbors
 
 SKY = np.array([135, 190, 235], np.uint8)
@@ -164,11 +164,11 @@ def test_bad_inputs():
     frames = np.zeros((3, 8, 8, 3), np.uint8)
     poses = np.tile(np.eye(4), (3, 1, 1))
     K = intrinsics_from_fov(8, 8, 60.0)
-    with pytest.raises(ValueError, match="frames"):
+    with pytest.raises(ReconError, match="frames"):
         estimate_depth(frames.astype(np.float32), K, poses, None, MVSConfig(), progress=False)
-    with pytest.raises(ValueError, match="poses"):
+    with pytest.raises(ReconError, match="poses"):
         estimate_depth(frames, K, poses[:2], None, MVSConfig(), progress=False)
-    with pytest.raises(ValueError, match="sparse"):
+    with pytest.raises(ReconError, match="sparse"):
         estimate_depth(frames, K, poses, [np.zeros((0, 3))], MVSConfig(), progress=False)
     d, c = estimate_depth(frames[:1], K, poses[:1], None, MVSConfig(), progress=False)
     assert d.shape == (1, 8, 8) and not d.any() and not c.any()
