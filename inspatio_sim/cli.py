@@ -8,6 +8,7 @@
     inspatio-sim ros [key=value ...]                   run the ROS 2 node (camera topics out, cmd_vel in)
     inspatio-sim record --bag OUT.mcap [key=value ...] record a rollout as a rosbag2 (MCAP or sqlite3)
     inspatio-sim config [--keys] [key=value ...]       print the composed configuration (--keys: the key table)
+    inspatio-sim data star -o DIR [key=value ...]     training examples for a learned completer (data.* keys)
 """
 
 from __future__ import annotations
@@ -132,6 +133,20 @@ def _cmd_bench(args: argparse.Namespace, cfg: DictConfig) -> int:
     return 0
 
 
+def _cmd_data(args: argparse.Namespace, cfg: DictConfig) -> int:
+    from inspatio_sim.model.data import generate
+    from inspatio_sim.paths import check_output_path
+    from inspatio_sim.render import RenderConfig
+    from inspatio_sim.world import WorldConfig
+
+    out = check_output_path(args.output, "dir", what="-o")
+    t0 = time.perf_counter()
+    index = generate(OmegaConf.to_object(cfg.data), out, to_dataclass(WorldConfig, cfg.world, "world"),
+                     to_dataclass(RenderConfig, cfg.render, "render"))
+    print(f"wrote the {args.kind} training data in {time.perf_counter() - t0:.0f} s: {index}")
+    return 0
+
+
 def build_parser(keys_help: bool = True) -> argparse.ArgumentParser:
     """The argument parser; ``keys_help=False`` leaves the configuration-key table (slow to build) out of --help."""
     fmt = argparse.RawDescriptionHelpFormatter
@@ -173,6 +188,9 @@ def build_parser(keys_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small version of the same measurement (about a minute)")
     p.add_argument("--device", default=None, help="torch device (default: the `device` config key)")
     p.add_argument("--out", default="out/bench", help="output directory (default out/bench)")
+    p = add("data", _cmd_data, "write training data (sharded, resumable; held-out benchmark scenes excluded)",
+            kind={"choices": ("star",), "help": "which data: star = examples for the learned completer"})
+    p.add_argument("-o", "--output", default="out/data/star", help="output directory (default out/data/star)")
     return parser
 
 

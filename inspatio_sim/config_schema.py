@@ -23,6 +23,7 @@ from typing import Any
 
 from inspatio_sim.control.escm import ESCMConfig
 from inspatio_sim.errors import ConfigError
+from inspatio_sim.model.data import DataConfig
 from inspatio_sim.model.step import ModelConfig
 from inspatio_sim.recon.frames import FrameSelection
 from inspatio_sim.recon.pipeline import ReconConfig
@@ -247,6 +248,7 @@ class InSpatioConfig:
     bench: BenchConfig = field(default_factory=BenchConfig)
     ros: RosSection = field(default_factory=RosSection)
     model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
     def validate(self) -> None:
         import torch

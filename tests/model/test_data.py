@@ -77,3 +77,15 @@ def test_bad_shards_are_rejected_with_the_file_named(tmp_path):
     save_shard(old, {"render_rgb": np.zeros((1, 1, 2, 2, 3), np.uint8)}, {"version": 0})
     with pytest.raises(ConfigError, match="lacks"):
         load_shard(old)
+
+
+def test_the_data_command_refuses_held_out_scenes_and_bad_output_before_any_work(tmp_path, capsys):
+    from inspatio_sim.cli import main
+
+    preset, seed = HELD_OUT[0]
+    assert main(["data", "star", "-o", str(tmp_path / "d"), f"data.presets=[{preset}]", f"data.seeds=[{seed}]"]) == 2
+    assert "held-out" in capsys.readouterr().err and not (tmp_path / "d").exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["data", "star", "-o", str(blocker / "d")]) == 2
+    assert str(blocker) in capsys.readouterr().err
