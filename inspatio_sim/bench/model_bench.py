@@ -153,7 +153,7 @@ def _revisit_psnr(rgb: np.ndarray, gt_dynamic: np.ndarray) -> float:
 
 def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, float]:
     """Run the model benchmark; write ``bench_model.json``/``.md`` to ``out_dir``; return the metrics."""
-    scenes = HELD_OUT[:1] if quick else HELD_OUT
+    scenes = HELD_OUT[:1] if quick else HELD_OUT  # quick: the textured room only (its reconstruction is cached)
     frames, width, height = (40, 240, 180) if quick else (60, 320, 240)
     n_traj, steps, n_loops, half = (4, 8, 2, 6) if quick else (8, 12, 4, 10)
     render_cfg = to_dataclass(RenderConfig, cfg.render, "render")

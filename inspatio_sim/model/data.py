@@ -33,7 +33,7 @@ from tqdm import tqdm
 from inspatio_sim.errors import ConfigError
 from inspatio_sim.scene import Scene
 
-HELD_OUT: tuple[tuple[str, int], ...] = (("room", 101), ("courtyard", 101))
+HELD_OUT: tuple[tuple[str, int], ...] = (("room", 101), ("plain", 101), ("courtyard", 101))
 """Oracle scenes (preset, seed) reserved for ``bench model``: never written as training data."""
 SHARD_VERSION = 1
 _ARRAYS = ("render_rgb", "render_depth", "render_valid", "gt_rgb", "poses", "times", "ref_index", "K", "ref_rgb",
@@ -55,7 +55,7 @@ class DegradeConfig:
 class DataConfig:
     """Training-data settings (hydra node ``data``)."""
 
-    presets: list[str] = field(default_factory=lambda: ["room", "courtyard"])  # oracle presets to draw scenes from
+    presets: list[str] = field(default_factory=lambda: ["room", "courtyard", "plain"])  # oracle presets of the scenes
     seeds: list[int] = field(default_factory=lambda: list(range(8)))  # oracle seeds per preset (held-out ones refused)
     examples: int = 16  # trajectories per scene
     steps: int = 8  # frames per trajectory
