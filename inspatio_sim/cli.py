@@ -102,7 +102,7 @@ def _cmd_reconstruct(args: argparse.Namespace, cfg: DictConfig) -> int:
 def _cmd_ros(args: argparse.Namespace, cfg: DictConfig) -> int:
     from inspatio_sim.ros.commands import run_node
 
-    return run_node(args, cfg)
+    return run_node(args, cfg, own_process=True)
 
 
 def _cmd_record(args: argparse.Namespace, cfg: DictConfig) -> int:
