@@ -8,6 +8,7 @@ scene), ``control.action_model`` (``ground`` or ``fly``), ``render.camera.*`` (r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import sys
@@ -78,7 +79,7 @@ SPIN_POLL_S = 0.1
 
 
 def run_node(args: argparse.Namespace | None, cfg: DictConfig, ros_args: list[str] | None = None,
-             own_process: bool = False) -> int:
+             own_process: bool = False, stop: StopSignals | None = None) -> int:
     """Run ``inspatio_world_node`` until SIGINT / SIGTERM / ROS shutdown; 0 on a clean stop.
 
     Configuration errors and a missing world raise before ROS starts (the CLI prints one line and exits 2). A stop
@@ -89,11 +90,13 @@ def run_node(args: argparse.Namespace | None, cfg: DictConfig, ros_args: list[st
         own_process: The node is the whole process (the ``ros`` command, the colcon entry point): on a stop, clean
             or while starting, end the process at once with the exit code instead of returning
             (:func:`inspatio_sim.ros.shutdown.end_process`). Errors are raised either way.
+        stop: Stop handlers the caller installed already (the CLI does, before this module's imports, so that a
+            signal during them is not lost); default: installed here.
     """
     settings = ros_settings(cfg)
     previous_threads = torch.get_num_threads()
     try:
-        with StopSignals() as stop:
+        with contextlib.nullcontext(stop) if stop is not None else StopSignals() as stop:
             try:
                 code = _serve(cfg, settings, ros_args, stop)
             except KeyboardInterrupt:
@@ -125,9 +128,11 @@ def _serve(cfg: DictConfig, settings: M.RosSettings, ros_args: list[str] | None,
     _set_threads(settings)
     scene = str(cfg.scene.path or f"oracle:{cfg.scene.oracle.preset}")
     log.debug("building the World of %s", scene)
+    stop.check()
     sim = _build_simulator(cfg, settings)
     info = {"scene_path": scene, "device": str(cfg.device)}
     context = rclpy.Context()
+    stop.check()
     stop.running()  # before rclpy.init: from here on every stop goes through the cleanup below
     node = None
     executor = None

@@ -37,9 +37,9 @@ from std_msgs.msg import Empty
 from inspatio_sim.errors import ConfigError
 from inspatio_sim.ros import messages as M
 
-DOMAIN_IDS = range(1, 233)
-"""ROS domain ids handed out by :func:`reserve_domain`: never 0 (the default of real robots); Fast DDS allows
-0-232."""
+DOMAIN_IDS = range(101, 233)
+"""ROS domain ids handed out by :func:`reserve_domain`: the upper part of what Fast DDS allows (0-232), away from
+the default 0 and the small ids robots are usually given."""
 
 
 @contextlib.contextmanager

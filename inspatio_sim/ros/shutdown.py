@@ -62,6 +62,12 @@ class StopSignals:
         if first and not self._running:  # a second signal never interrupts the unwinding of the first
             raise KeyboardInterrupt(signal.Signals(signum).name)
 
+    def check(self) -> None:
+        """Raise :class:`KeyboardInterrupt` if a signal arrived while starting whose interrupt some library code
+        swallowed (a broad ``except`` around an import or a native call)."""
+        if self.requested and not self._running:
+            raise KeyboardInterrupt(self.name)
+
     def running(self) -> None:
         """Enter the running phase: from now on a signal only sets :attr:`requested`."""
         self._running = True

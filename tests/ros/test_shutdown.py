@@ -26,6 +26,8 @@ def test_while_starting_the_first_signal_interrupts_and_a_second_one_does_not():
             _deliver(signal.SIGTERM)
         _deliver(signal.SIGINT)  # during the unwinding of the first: recorded only, never a second interrupt
         assert stop.requested and stop.name == "SIGTERM" and stop.exit_code == 143
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):  # had library code swallowed the first interrupt
+            stop.check()
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
@@ -35,6 +37,7 @@ def test_once_running_a_signal_only_requests_the_stop():
         stop.running()
         _deliver(signal.SIGINT)  # no KeyboardInterrupt: the spin loop sees `requested`
         assert stop.requested and stop.name == "SIGINT" and stop.exit_code == 130
+        stop.check()  # running: the spin loop ends, nothing is raised
         _deliver(signal.SIGTERM)
         assert stop.name == "SIGINT"
     assert signal.getsignal(signal.SIGINT) is before
