@@ -1,8 +1,15 @@
-"""A client of ``inspatio_world_node`` for tests and ``bench ros``: the node in a child process, a probe node here.
+"""A client of ``inspatio_world_node`` for tests and benches: the node in a child process, a probe node here.
 
-:func:`start_node` runs ``inspatio-sim ros`` in a subprocess; :class:`Probe` is an rclpy node in its own context,
-spun in a background thread, that records receive times and stamps of what the world node publishes and sends
-``cmd_vel`` / ``reset``. Receive times are ``time.perf_counter()`` seconds in this process.
+:func:`start_node` runs ``inspatio-sim ros`` in a subprocess and :func:`stop_node` stops it with a signal;
+:class:`Probe` is an rclpy node in its own context, spun in a background thread, that records receive times and
+stamps of what the world node publishes and sends ``cmd_vel`` / ``reset``. Receive times are
+``time.perf_counter()`` seconds in this process. A node and its probe share a ROS domain that no other process
+using :func:`reserve_domain` holds meanwhile, on loopback only (:func:`node_env`), so parallel test runs and
+benches never see each other's topics.
+
+For soak runs: :meth:`Probe.wait_for_node` (the node is up), :class:`CmdVelFlood` (a background ``cmd_vel``
+flood), :meth:`Probe.window_rate` / :meth:`Received.rate` (achieved publish rate), :func:`rss_bytes` (the node's
+resident memory from ``/proc/PID/status``), :func:`stop_node` (its exit code).
 """
 
 from __future__ import annotations

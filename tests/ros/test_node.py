@@ -25,7 +25,7 @@ from inspatio_sim.config import compose
 from inspatio_sim.conventions import intrinsics_from_fov
 from inspatio_sim.ros import messages as M
 from inspatio_sim.ros.commands import node_main, ros_settings, simulator_from_config
-from inspatio_sim.ros.probe import CmdVelFlood, Probe, node_env, reserve_domain, start_node, stop_node
+from inspatio_sim.ros.probe import CmdVelFlood, Probe, node_env, reserve_domain, rss_bytes, start_node, stop_node
 
 RATE = 15
 W, H = 64, 48
@@ -191,6 +191,8 @@ def test_a_stop_signal_ends_the_node_at_once_with_code_0_and_nan_warnings_are_th
     assert probe.wait_for(lambda: "dropped a cmd_vel with NaN/inf" in log.read_text(), 10.0), log.read_text()
     with CmdVelFlood(probe):  # the signal lands while cmd_vel keeps arriving
         time.sleep(0.3)
+        rss = rss_bytes(proc.pid)  # what the soak bench samples
+        assert 100 * 2**20 < rss < 8 * 2**30, f"{rss} bytes resident: not torch + rclpy"
         t0 = time.perf_counter()
         code = stop_node(proc, timeout=30.0, sig=sig)
         took = time.perf_counter() - t0
@@ -198,6 +200,8 @@ def test_a_stop_signal_ends_the_node_at_once_with_code_0_and_nan_warnings_are_th
     assert code == 0 and took < STOP_S, f"exit code {code} after {took:.1f} s; log:\n{text}"
     assert "Traceback" not in text and f"steps ({signal.Signals(sig).name})" in text, text
     assert 1 <= text.count("dropped a cmd_vel with NaN/inf") <= 2, text
+    with pytest.raises(ProcessLookupError):
+        rss_bytes(proc.pid)
 
 
 # run in a child process: the World is built over and over after a marker, so a signal lands inside a build
