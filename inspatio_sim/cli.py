@@ -108,9 +108,12 @@ def _cmd_reconstruct(args: argparse.Namespace, cfg: DictConfig) -> int:
 
 
 def _cmd_ros(args: argparse.Namespace, cfg: DictConfig) -> int:
-    from inspatio_sim.ros.commands import run_node
+    from inspatio_sim.ros.shutdown import StopSignals
 
-    return run_node(args, cfg)
+    with StopSignals() as stop:  # before the node's slow imports: a Ctrl-C during them is never lost
+        from inspatio_sim.ros.commands import run_node
+
+        return run_node(args, cfg, own_process=True, stop=stop)
 
 
 def _cmd_record(args: argparse.Namespace, cfg: DictConfig) -> int:

@@ -2,15 +2,15 @@
 
 The node runs as ``inspatio-sim ros`` in a child process (the configured World, ground model, ``ros.bench.rate``
 requested) and a probe node in this process subscribes over loopback (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``,
-a domain id of its own), once at 128x128 and once at 320x240. Achieved rate: images received per second over a
-timed window after one second of warm-up. Latency (at 128x128): the standing agent gets a ``cmd_vel`` yaw rate;
-the time from publishing it to receiving the first image of the step whose ``odom`` reports the turn (same stamp),
-median over trials. It includes waiting for the next tick (up to one period), stepping, rendering and transport.
+a domain id no other test or bench holds meanwhile), once at 128x128 and once at 320x240. Achieved rate: images
+received per second over a timed window after one second of warm-up. Latency (at 128x128): the standing agent gets
+a ``cmd_vel`` yaw rate; the time from publishing it to receiving the first image of the step whose ``odom`` reports
+the turn (same stamp), median over trials. It includes waiting for the next tick (up to one period), stepping,
+rendering and transport.
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -25,17 +25,16 @@ RESOLUTIONS = (("128", 128, 128), ("320x240", 320, 240))
 CMD_TIMEOUT = 0.2
 
 
-def _measure(overrides: list[str], log: Path, seconds: float, trials: int, rate: float) -> dict[str, float]:
+def _measure(overrides: list[str], log: Path, seconds: float, trials: int, rate: float,
+             domain: int) -> dict[str, float]:
     from inspatio_sim.ros import messages as M
     from inspatio_sim.ros.probe import Probe, start_node, stop_node
 
-    proc = start_node(overrides, log)
+    proc = start_node(overrides, log, domain)
     out: dict[str, float] = {}
     try:
-        with Probe("inspatio_bench_probe") as probe:
-            if not probe.wait_for(lambda: probe.count(M.TOPIC_IMAGE) > 0 and len(probe.odoms) > 0, 120):
-                raise ConfigError(f"bench ros: no image from the node within 120 s; see its log {log}:\n"
-                                  + log.read_text()[-2000:])
+        with Probe("inspatio_bench_probe", domain_id=domain) as probe:
+            probe.wait_for_node(proc, log, 120.0)
             time.sleep(1.0)
             t0 = time.perf_counter()
             time.sleep(seconds)
@@ -64,21 +63,21 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
     except ImportError as e:
         raise ConfigError(f"bench ros needs the ROS 2 wheels ({e}); run `pip install -e .[ros]`") from e
     from inspatio_sim.ros.commands import flatten_overrides
+    from inspatio_sim.ros.probe import reserve_domain
 
     b = OmegaConf.to_container(cfg.ros.bench, resolve=True)
     rate = float(b["rate"])
     seconds = 3.0 if quick else float(b["seconds"])
     trials = 8 if quick else int(b["latency_trials"])
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)  # a domain of its own: never meets a real robot's nodes
     base = [*flatten_overrides(cfg, ("scene", "world", "render", "control")), f"device={device}", f"ros.rate={rate}",
             f"ros.cmd_timeout={CMD_TIMEOUT}", f"ros.threads={cfg.ros.threads}", "control.action_model=ground"]
     results: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="inspatio-bench-ros-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="inspatio-bench-ros-") as tmp, reserve_domain() as domain:
         for name, w, h in RESOLUTIONS:
             print(f"bench ros: {w}x{h} at {rate:g} Hz requested ...", flush=True)
             results[name] = _measure([*base, f"render.camera.width={w}", f"render.camera.height={h}"],
-                                     Path(tmp) / f"node_{name}.log", seconds, trials if name == "128" else 0, rate)
+                                     Path(tmp) / f"node_{name}.log", seconds, trials if name == "128" else 0, rate,
+                                     domain)
 
     metrics = {
         "publish_hz_requested": rate,

@@ -8,9 +8,9 @@ scene), ``control.action_model`` (``ground`` or ``fly``), ``render.camera.*`` (r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from inspatio_sim.config import compose, to_dataclass
 from inspatio_sim.errors import ConfigError, InSpatioError
 from inspatio_sim.ros import messages as M
+from inspatio_sim.ros.shutdown import StopSignals, end_process
 from inspatio_sim.simulator import Simulator
 
 log = logging.getLogger(__name__)
@@ -63,52 +64,106 @@ def _import_rclpy() -> None:
         raise ConfigError(f"the ROS 2 wheels are not installed ({e}); run `pip install -e .[ros]`") from e
 
 
-def run_node(args: argparse.Namespace | None, cfg: DictConfig, ros_args: list[str] | None = None) -> int:
-    """Run ``inspatio_world_node`` until Ctrl-C / SIGTERM / ROS shutdown; 0 on a clean stop.
+SPIN_POLL_S = 0.1
+"""Longest wait of the spin loop between two looks at the stop request (seconds)."""
 
-    Configuration errors and a missing world raise before ROS starts (the CLI prints one line and exits 2).
+
+def run_node(args: argparse.Namespace | None, cfg: DictConfig, ros_args: list[str] | None = None,
+             own_process: bool = False, stop: StopSignals | None = None) -> int:
+    """Run ``inspatio_world_node`` until SIGINT / SIGTERM / ROS shutdown; 0 on a clean stop.
+
+    Configuration errors and a missing world raise before ROS starts (the CLI prints one line and exits 2). A stop
+    signal while the World is built abandons the build (:class:`KeyboardInterrupt`, exit 128 + signal: 130 for
+    Ctrl-C); once ROS is starting it stops the node cleanly within one tick plus :data:`SPIN_POLL_S` (exit 0).
+
+    Args:
+        own_process: The node is the whole process (the ``ros`` command, the colcon entry point): on a stop, clean
+            or while starting, end the process at once with the exit code instead of returning
+            (:func:`inspatio_sim.ros.shutdown.end_process`). Errors are raised either way.
+        stop: Stop handlers the caller installed already (the CLI does, before this module's imports, so that a
+            signal during them is not lost); default: installed here.
     """
     settings = ros_settings(cfg)
+    previous_threads = torch.get_num_threads()
+    try:
+        with contextlib.nullcontext(stop) if stop is not None else StopSignals() as stop:
+            try:
+                code = _serve(cfg, settings, ros_args, stop)
+            except KeyboardInterrupt:
+                if not own_process:
+                    raise
+                log.warning("stopped by %s while starting, before ROS started", stop.name)
+                code = stop.exit_code
+            if own_process:
+                end_process(code)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return code
+
+
+def _build_simulator(cfg: DictConfig, settings: M.RosSettings) -> Simulator:
+    """The node's one-agent Simulator (``dt = 1 / ros.rate``): the World build, the long part of the start."""
+    return simulator_from_config(cfg, dt=1.0 / settings.rate)
+
+
+def _serve(cfg: DictConfig, settings: M.RosSettings, ros_args: list[str] | None, stop: StopSignals) -> int:
+    """Build the World, then run the node until ``stop`` is requested or ROS shuts down; 0."""
     _import_rclpy()
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
     from inspatio_sim.ros.node import WorldNode
 
     _set_threads(settings)
-    sim = simulator_from_config(cfg, dt=1.0 / settings.rate)
-    info = {"scene_path": str(cfg.scene.path or f"oracle:{cfg.scene.oracle.preset}"), "device": str(cfg.device)}
+    scene = str(cfg.scene.path or f"oracle:{cfg.scene.oracle.preset}")
+    log.debug("building the World of %s", scene)
+    stop.check()
+    sim = _build_simulator(cfg, settings)
+    info = {"scene_path": scene, "device": str(cfg.device)}
     context = rclpy.Context()
-    rclpy.init(args=ros_args or ["inspatio-sim"], context=context)
+    stop.check()
+    stop.running()  # before rclpy.init: from here on every stop goes through the cleanup below
     node = None
-    executor = SingleThreadedExecutor(context=context)
+    executor = None
     try:
+        # no rclpy signal handlers: StopSignals decides, so a signal never lands inside a tick or rclpy's bookkeeping
+        rclpy.init(args=ros_args or ["inspatio-sim"], context=context,
+                   signal_handler_options=SignalHandlerOptions.NO)
+        executor = SingleThreadedExecutor(context=context)
         node = WorldNode(sim, settings, info=info, context=context)
         executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        while not stop.requested and context.ok():
+            executor.spin_once(timeout_sec=SPIN_POLL_S)
+    except ExternalShutdownException:
         pass
     finally:
-        executor.shutdown()
+        if executor is not None:
+            executor.shutdown()
         if node is not None:
-            node.get_logger().info(f"stopped after {node.steps} steps")
-            node.destroy_node()
+            why = stop.name if stop.requested else "ROS shutdown"
+            node.get_logger().info(f"stopped after {node.steps} steps ({why})")
+            node.destroy_node()  # also the DDS participant: nothing of the node outlives this process
         rclpy.try_shutdown(context=context)
     return 0
 
 
-def node_main(argv: list[str] | None = None) -> int:
-    """Console entry ``inspatio_world_node [key=value ...] [--ros-args ...]`` (the colcon package calls this)."""
+def node_main(argv: list[str] | None = None, own_process: bool = False) -> int:
+    """Console entry ``inspatio_world_node [key=value ...] [--ros-args ...]`` (the colcon package calls this).
+
+    ``own_process``: see :func:`run_node` (the console script passes True).
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     ros_args = argv[argv.index("--ros-args"):] if "--ros-args" in argv else []
     overrides = [a for a in argv[:len(argv) - len(ros_args)] if "=" in a and not a.startswith("-")]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return run_node(None, compose(overrides), ros_args=["inspatio_world_node", *ros_args])
+        return run_node(None, compose(overrides), ros_args=["inspatio_world_node", *ros_args],
+                        own_process=own_process)
     except InSpatioError as e:
         log.error("inspatio_world_node: %s", e)
         return 2
-    except KeyboardInterrupt:  # Ctrl-C before ROS started (while the World is built)
+    except KeyboardInterrupt:  # a stop signal before ROS started, when the node does not own the process
         return 130
 
 
@@ -187,11 +242,3 @@ def flatten_overrides(cfg: DictConfig, groups: tuple[str, ...] = ("scene",)) -> 
     for g in groups:
         walk(container[g], g)
     return out
-
-
-def ros_env(domain_id: int | None = None) -> dict[str, str]:
-    """Environment for loopback-only ROS 2 (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, a domain per process)."""
-    env = dict(os.environ)
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else 1 + os.getpid() % 100)
-    return env

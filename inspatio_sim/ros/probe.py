@@ -1,23 +1,33 @@
-"""A client of ``inspatio_world_node`` for tests and ``bench ros``: the node in a child process, a probe node here.
+"""A client of ``inspatio_world_node`` for tests and benches: the node in a child process, a probe node here.
 
-:func:`start_node` runs ``inspatio-sim ros`` in a subprocess; :class:`Probe` is an rclpy node in its own context,
-spun in a background thread, that records receive times and stamps of what the world node publishes and sends
-``cmd_vel`` / ``reset``. Receive times are ``time.perf_counter()`` seconds in this process.
+:func:`start_node` runs ``inspatio-sim ros`` in a subprocess and :func:`stop_node` stops it with a signal;
+:class:`Probe` is an rclpy node in its own context, spun in a background thread, that records receive times and
+stamps of what the world node publishes and sends ``cmd_vel`` / ``reset``. Receive times are
+``time.perf_counter()`` seconds in this process. A node and its probe share a ROS domain that no other process
+using :func:`reserve_domain` holds meanwhile, on loopback only (:func:`node_env`), so parallel test runs and
+benches never see each other's topics.
+
+For soak runs: :meth:`Probe.wait_for_node` (the node is up), :class:`CmdVelFlood` (a background ``cmd_vel``
+flood), :meth:`Probe.window_rate` / :meth:`Received.rate` (achieved publish rate), :func:`rss_bytes` (the node's
+resident memory from ``/proc/PID/status``), :func:`stop_node` (its exit code).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import rclpy
@@ -31,7 +41,45 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Empty
 
+from inspatio_sim.errors import ConfigError
 from inspatio_sim.ros import messages as M
+
+DOMAIN_IDS = range(101, 233)
+"""ROS domain ids handed out by :func:`reserve_domain`: the upper part of what Fast DDS allows (0-232), away from
+the default 0 and the small ids robots are usually given."""
+
+
+@contextlib.contextmanager
+def reserve_domain() -> Iterator[int]:
+    """A ROS domain id held by this process for the ``with`` block (an exclusive lock on a file per id in the
+    temporary directory), so concurrent test runs and benches on one machine never share a domain.
+
+    Raises:
+        ConfigError: Every id of :data:`DOMAIN_IDS` is held.
+    """
+    for domain in DOMAIN_IDS:
+        lock = open(Path(tempfile.gettempdir()) / f"inspatio-sim-ros-domain-{domain}.lock", "a")  # noqa: SIM115
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        try:
+            yield domain
+        finally:
+            lock.close()  # releases the lock
+        return
+    raise ConfigError(f"every ROS domain id {DOMAIN_IDS.start}-{DOMAIN_IDS.stop - 1} is held by another "
+                      "inspatio-sim test or bench; wait for them to end")
+
+
+def node_env(domain_id: int) -> dict[str, str]:
+    """This process's environment for a node child: loopback-only discovery (``ROS_AUTOMATIC_DISCOVERY_RANGE=
+    LOCALHOST``) in ROS domain ``domain_id``."""
+    env = dict(os.environ)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env["ROS_DOMAIN_ID"] = str(int(domain_id))
+    return env
 
 
 def stamp_ns(msg: Any) -> int:
@@ -67,16 +115,18 @@ class Received:
 
 
 class Probe:
-    """A probe node (own rclpy context, background spin thread). Use as a context manager.
+    """A probe node (own rclpy context, background spin thread) in ROS domain ``domain_id`` (default: the
+    ``ROS_DOMAIN_ID`` of the environment). Use as a context manager.
 
     Attributes:
         topics: :class:`Received` per topic name of :mod:`inspatio_sim.ros.messages`.
         odoms: ``(receive time, stamp ns, position (3,), yaw, realised yaw rate)`` per ``odom`` message.
     """
 
-    def __init__(self, name: str = "inspatio_probe") -> None:
+    def __init__(self, name: str = "inspatio_probe", domain_id: int | None = None) -> None:
         self.context = rclpy.Context()
-        rclpy.init(args=["inspatio_probe"], context=self.context, signal_handler_options=SignalHandlerOptions.NO)
+        rclpy.init(args=["inspatio_probe"], context=self.context, domain_id=domain_id,
+                   signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node(name, context=self.context)
         self.topics: dict[str, Received] = {}
         self.odoms: list[tuple[float, int, np.ndarray, float, float]] = []
@@ -90,6 +140,7 @@ class Probe:
         self.reset_pub = self.node.create_publisher(Empty, M.TOPIC_RESET, 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
@@ -106,12 +157,13 @@ class Probe:
 
     def _spin(self) -> None:
         try:
-            while self.context.ok():
+            while not self._stop.is_set() and self.context.ok():
                 self.executor.spin_once(timeout_sec=0.05)
         except (ExternalShutdownException, rclpy.executors.ShutdownException):
             pass
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float, poll: float = 0.01) -> bool:
+    @staticmethod
+    def wait_for(predicate: Callable[[], bool], timeout: float, poll: float = 0.01) -> bool:
         """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
         end = time.perf_counter() + timeout
         while time.perf_counter() < end:
@@ -119,6 +171,38 @@ class Probe:
                 return True
             time.sleep(poll)
         return predicate()
+
+    def wait_for_node(self, proc: subprocess.Popen, log_file: str | Path, timeout: float = 120.0) -> None:
+        """Wait until the node of ``proc`` publishes (an image and an ``odom``).
+
+        Raises:
+            ConfigError: The node exited or sent nothing within ``timeout`` seconds (the message ends with the
+                tail of its log).
+        """
+        def up() -> bool:
+            return proc.poll() is not None or (self.count(M.TOPIC_IMAGE) > 0 and len(self.odoms) > 0)
+
+        self.wait_for(up, timeout)
+        if proc.poll() is not None or not up():
+            what = f"exited with code {proc.returncode}" if proc.poll() is not None else \
+                f"published no image within {timeout:g} s"
+            raise ConfigError(f"the ROS node {what}; the end of its log {log_file}:\n"
+                              + Path(log_file).read_text(errors="replace")[-2000:])
+
+    def window_rate(self, topic: str, seconds: float, during: Callable[[], None] | None = None,
+                    settle: float = 0.2) -> float:
+        """Messages per second received on ``topic`` over the next ``seconds`` (the first ``settle`` s not counted).
+
+        ``during`` is called in a loop meanwhile (e.g. to publish); otherwise this sleeps.
+        """
+        t0 = time.perf_counter()
+        end = t0 + seconds
+        while time.perf_counter() < end:
+            if during is None:
+                time.sleep(0.01)
+            else:
+                during()
+        return self.topics[topic].rate(t0 + settle, end)
 
     def count(self, topic: str) -> int:
         return len(self.topics[topic].times)
@@ -164,10 +248,13 @@ class Probe:
         return images.times[images.stamps.index(moved[0])] - t0
 
     def close(self) -> None:
+        """Stop the spin thread, then tear the node and its context down (in that order: the executor is not
+        shut down under a running ``spin_once``)."""
+        self._stop.set()
+        self._thread.join(timeout=5.0)
         self.executor.shutdown(timeout_sec=1.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=2.0)
 
     def __enter__(self) -> Probe:
         return self
@@ -177,17 +264,78 @@ class Probe:
         self.close()
 
 
-def start_node(overrides: list[str], log_file: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start ``inspatio-sim ros OVERRIDES`` in a child process (stdout and stderr to ``log_file``)."""
-    log: IO[bytes] = open(log_file, "wb")  # noqa: SIM115 - owned by the child process
-    return subprocess.Popen([sys.executable, "-m", "inspatio_sim.cli", "ros", *overrides], stdout=log,
-                            stderr=subprocess.STDOUT, env=env or dict(os.environ))
+class CmdVelFlood:
+    """Publish ``cmd_vel`` from a background thread of ``probe`` until closed (a context manager).
+
+    Args:
+        probe: The publishing probe.
+        linear, angular: The twist sent every time (m/s, rad/s in ``base_link``; zero by default).
+        rate: Messages per second, or ``None``: as fast as this process can publish.
+
+    Attributes:
+        sent: Messages published so far.
+    """
+
+    def __init__(self, probe: Probe, linear: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                 angular: tuple[float, float, float] = (0.0, 0.0, 0.0), rate: float | None = None) -> None:
+        self.probe, self.linear, self.angular = probe, linear, angular
+        self.period = None if rate is None else 1.0 / float(rate)
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        next_t = time.perf_counter()
+        while not self._stop.is_set():
+            self.probe.send_twist(self.linear, self.angular)
+            self.sent += 1
+            if self.period is not None:
+                next_t += self.period
+                self._stop.wait(max(0.0, next_t - time.perf_counter()))
+
+    def close(self) -> None:
+        """Stop publishing (returns once the thread has ended)."""
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+    def __enter__(self) -> CmdVelFlood:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
-def stop_node(proc: subprocess.Popen, timeout: float = 15.0) -> int:
-    """Ctrl-C the node (SIGINT) and return its exit code (killed after ``timeout`` s: -9)."""
+def rss_bytes(pid: int) -> int:
+    """Resident set size of process ``pid`` in bytes (``VmRSS`` of ``/proc/PID/status``; Linux).
+
+    Raises:
+        ProcessLookupError: No such process (it has exited) or no ``/proc`` on this system.
+    """
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError) as e:
+        raise ProcessLookupError(f"no process {pid} in /proc (exited, or not Linux)") from e
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024  # the kernel reports kB
+    raise ProcessLookupError(f"process {pid} has no VmRSS (a zombie: it has exited)")
+
+
+def start_node(overrides: list[str], log_file: str | Path, domain_id: int) -> subprocess.Popen:
+    """Start ``inspatio-sim ros OVERRIDES`` in a child process in ROS domain ``domain_id`` on loopback (stdout and
+    stderr to ``log_file``)."""
+    with open(log_file, "wb") as log:  # the child holds its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "inspatio_sim.cli", "ros", *overrides], stdout=log,
+                                stderr=subprocess.STDOUT, env=node_env(domain_id))
+
+
+def stop_node(proc: subprocess.Popen, timeout: float = 15.0, sig: int = signal.SIGINT) -> int:
+    """Stop the node with ``sig`` (default SIGINT, as Ctrl-C) and return its exit code: 0 after a clean stop,
+    128 + signal before ROS started, -9 when it had to be killed after ``timeout`` s."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:

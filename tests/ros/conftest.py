@@ -1,4 +1,5 @@
-"""ROS 2 tests run on loopback only, in a domain of their own (derived from the pid) so parallel runs never meet."""
+"""ROS 2 tests run on loopback only; every node and its probe get a ROS domain that no other test or test run on
+this machine holds meanwhile (``reserve_domain``), so parallel runs never meet."""
 
 import os
 
@@ -8,5 +9,14 @@ import pytest
 @pytest.fixture(autouse=True, scope="session")
 def _ros_loopback():
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
     yield
+
+
+@pytest.fixture
+def ros_domain():
+    """A ROS domain id held for the test (see ``inspatio_sim.ros.probe.reserve_domain``)."""
+    pytest.importorskip("rclpy", reason="ROS 2 wheels absent (pip install -e .[ros]); CI installs them")
+    from inspatio_sim.ros.probe import reserve_domain
+
+    with reserve_domain() as domain:
+        yield domain

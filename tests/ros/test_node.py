@@ -4,6 +4,7 @@
 import importlib.util
 import logging
 import math
+import signal
 import subprocess
 import sys
 import threading
@@ -24,13 +25,15 @@ from inspatio_sim.config import compose
 from inspatio_sim.conventions import intrinsics_from_fov
 from inspatio_sim.ros import messages as M
 from inspatio_sim.ros.commands import node_main, ros_settings, simulator_from_config
-from inspatio_sim.ros.probe import Probe, start_node, stop_node
+from inspatio_sim.ros.probe import CmdVelFlood, Probe, node_env, reserve_domain, rss_bytes, start_node, stop_node
 
 RATE = 15
 W, H = 64, 48
+CMD_TIMEOUT = 0.3
 OVERRIDES = ["scene=tiny", f"ros.rate={RATE}", f"render.camera.width={W}", f"render.camera.height={H}",
-             "control.region_policy=allow", "ros.cmd_timeout=0.3", "ros.warn_period=5"]
+             "control.region_policy=allow", f"ros.cmd_timeout={CMD_TIMEOUT}", "ros.warn_period=5"]
 RADIUS = 0.2  # control.radius
+STOP_S = 5.0  # a stop signal ends the node process within this (measured: < 1 s with two busy processes on 2 cores)
 ROS2_PKG = Path(__file__).resolve().parents[2] / "ros2_ws" / "src" / "inspatio_ros"
 
 
@@ -45,36 +48,54 @@ def world_sim():
         torch.set_num_threads(threads)
 
 
+def _running_node(log: Path):
+    """A node child process and a probe, in a ROS domain of their own; the probe has received the first image."""
+    with reserve_domain() as domain:
+        proc = start_node(OVERRIDES, log, domain)
+        probe = Probe(domain_id=domain)
+        try:
+            probe.wait_for_node(proc, log, 90.0)
+            yield proc, probe, log
+        finally:
+            probe.close()
+            stop_node(proc)
+
+
 @pytest.fixture(scope="module")
 def node(tmp_path_factory, world_sim):
-    log = tmp_path_factory.mktemp("node") / "node.log"
-    proc = start_node(OVERRIDES, log)
-    probe = Probe()
-    try:
-        if not probe.wait_for(lambda: probe.count(M.TOPIC_IMAGE) > 2 and len(probe.odoms) > 2, 90):
-            stop_node(proc)
-            pytest.fail(f"no images from the node within 90 s; its log:\n{log.read_text()}")
-        yield proc, probe, log
-    finally:
-        probe.close()
-        stop_node(proc)
+    """A node shared by the tests that only drive it; each leaves it running (none stops it)."""
+    yield from _running_node(tmp_path_factory.mktemp("node") / "node.log")
 
 
-def _window_rate(probe: Probe, seconds: float, during=None) -> float:
-    t0 = time.perf_counter()
-    end = t0 + seconds
-    while time.perf_counter() < end:
-        if during is None:
-            time.sleep(0.01)
-        else:
-            during()
-    return probe.topics[M.TOPIC_IMAGE].rate(t0 + 0.2, end)
+@pytest.fixture
+def own_node(tmp_path):
+    """A node of the test's own, for tests that stop it or count what it logged."""
+    yield from _running_node(tmp_path / "node.log")
+
+
+def _rate_near(probe: Probe, lowest: float, highest: float, seconds: float, tries: int = 3) -> list[float]:
+    """Image rates of up to ``tries`` windows of ``seconds``, stopping at the first inside ``[lowest, highest]`` Hz.
+
+    A busy machine can starve the node for a while (other processes on 2 cores); a node that cannot keep its
+    rate at all fails every window.
+    """
+    rates: list[float] = []
+    for _ in range(tries):
+        rates.append(probe.window_rate(M.TOPIC_IMAGE, seconds))
+        if lowest <= rates[-1] <= highest:
+            break
+    return rates
+
+
+def _settle() -> None:
+    """Wait until whatever an earlier test commanded has expired (ros.cmd_timeout) and the agent stands still."""
+    time.sleep(CMD_TIMEOUT + 3.0 / RATE)
 
 
 def test_images_arrive_at_the_configured_rate_with_size_encoding_and_camera_info(node):
     _proc, probe, _ = node
-    rate = _window_rate(probe, 3.2)
-    assert abs(rate - RATE) <= 0.15 * RATE, f"{rate:.2f} Hz received, {RATE} Hz configured (ros.rate={RATE})"
+    rates = _rate_near(probe, 0.85 * RATE, 1.15 * RATE, 3.2)
+    assert 0.85 * RATE <= rates[-1] <= 1.15 * RATE, f"{rates} Hz received, {RATE} Hz configured (ros.rate={RATE})"
     img = probe.topics[M.TOPIC_IMAGE].last
     assert (img.width, img.height, img.encoding, img.step, len(img.data)) == (W, H, "rgb8", 3 * W, 3 * W * H)
     assert img.header.frame_id == M.FRAME_CAMERA and np.frombuffer(bytes(img.data), np.uint8).std() > 5
@@ -96,20 +117,20 @@ def test_images_arrive_at_the_configured_rate_with_size_encoding_and_camera_info
 
 def test_a_flood_of_cmd_vel_does_not_stall_publishing(node):
     _proc, probe, _ = node
-    sent = [0]
-
-    def flood() -> None:
-        probe.send_twist()  # zero twists, as fast as this process can publish them
-        sent[0] += 1
-
-    rate = _window_rate(probe, 2.5, during=flood)
-    assert sent[0] > 1000, f"only {sent[0]} cmd_vel messages in 2.5 s: not a flood"
-    assert rate >= 0.85 * RATE, f"{rate:.2f} Hz during a flood of {sent[0] / 2.5:.0f} cmd_vel/s"
+    # zero twists, 1000 per second (67 per tick; unthrottled, the publishing thread alone takes a core of a 2-core
+    # machine, so the test would measure the machine; the soak bench floods unthrottled)
+    with CmdVelFlood(probe, rate=1000) as flood:
+        time.sleep(0.3)
+        t0, sent0 = time.perf_counter(), flood.sent
+        rates = _rate_near(probe, 0.85 * RATE, math.inf, 2.5)
+        per_s = (flood.sent - sent0) / (time.perf_counter() - t0)
+    assert per_s > 400, f"only {per_s:.0f} cmd_vel messages per second: not a flood"
+    assert rates[-1] >= 0.85 * RATE, f"{rates} Hz during a flood of {per_s:.0f} cmd_vel/s"
 
 
 def test_nan_twists_are_dropped_and_do_not_move_the_node(node):
     proc, probe, _ = node
-    time.sleep(0.5)
+    _settle()
     p0, yaw0 = probe.latest_pose()
     n0 = probe.count(M.TOPIC_IMAGE)
     for _ in range(20):
@@ -139,6 +160,7 @@ def test_twist_turns_and_moves_the_pose_in_the_commanded_direction_and_stops_at_
     def sdf(points) -> np.ndarray:
         return occ.sdf_at(torch.as_tensor(np.atleast_2d(points), dtype=torch.float32)).numpy()
 
+    _settle()
     p0, yaw0 = probe.latest_pose()
     _drive(probe, angular=(0.0, 0.0, 1.0), seconds=0.6)  # counter-clockwise yaw
     time.sleep(0.6)  # cmd_timeout 0.3 s: the node stops on its own
@@ -173,20 +195,78 @@ def test_twist_turns_and_moves_the_pose_in_the_commanded_direction_and_stops_at_
     assert float(occ.sdf_at(torch.as_tensor(p2[None], dtype=torch.float32))[0]) > RADIUS + occ.voxel
 
 
-def test_ctrl_c_stops_the_node_cleanly_and_warnings_are_throttled(node):
-    proc, _probe, log = node
-    assert stop_node(proc) == 0
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_a_stop_signal_ends_the_node_at_once_with_code_0_and_nan_warnings_are_throttled(own_node, sig):
+    proc, probe, log = own_node
+    for _ in range(20):  # 40 bad twists in about 1 s; ros.warn_period=5: one warning (two if a period ends)
+        probe.send_twist((math.nan, 0.0, 0.0), (0.0, 0.0, 0.5))
+        probe.send_twist((0.5, 0.0, 0.0), (0.0, 0.0, math.inf))
+        time.sleep(0.05)
+    assert probe.wait_for(lambda: "dropped a cmd_vel with NaN/inf" in log.read_text(), 10.0), log.read_text()
+    with CmdVelFlood(probe):  # the signal lands while cmd_vel keeps arriving
+        time.sleep(0.3)
+        rss = rss_bytes(proc.pid)  # what the soak bench samples
+        assert 100 * 2**20 < rss < 8 * 2**30, f"{rss} bytes resident: not torch + rclpy"
+        t0 = time.perf_counter()
+        code = stop_node(proc, timeout=30.0, sig=sig)
+        took = time.perf_counter() - t0
     text = log.read_text()
-    assert "Traceback" not in text and "stopped after" in text
-    assert 1 <= text.count("dropped a cmd_vel with NaN/inf") <= 2  # 40 bad twists in 1.3 s, one warning per 5 s
+    assert code == 0 and took < STOP_S, f"exit code {code} after {took:.1f} s; log:\n{text}"
+    assert "Traceback" not in text and f"steps ({signal.Signals(sig).name})" in text, text
+    assert 1 <= text.count("dropped a cmd_vel with NaN/inf") <= 2, text
+    with pytest.raises(ProcessLookupError):
+        rss_bytes(proc.pid)
 
 
-def test_sim_time_publishes_clock_and_stamps_every_topic_with_it(world_sim):
+# run in a child process: the World is built over and over after a marker, so a signal lands inside a build
+_BUILDING = """
+import sys
+from inspatio_sim.cli import main
+from inspatio_sim.ros import commands
+
+build = commands._build_simulator
+
+def building(*args, **kwargs):
+    build(*args, **kwargs)  # a first build fills the scene cache on a fresh clone
+    print("test: building the World", flush=True)
+    while True:
+        build(*args, **kwargs)
+
+commands._build_simulator = building
+sys.exit(main(["ros", *sys.argv[1:]]))
+"""
+
+
+def test_ctrl_c_while_the_world_is_built_ends_the_node_at_once_with_one_line(tmp_path, ros_domain):
+    sig = signal.SIGINT  # SIGTERM takes the same path (tests/ros/test_shutdown.py)
+    log = tmp_path / "node.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", _BUILDING, *OVERRIDES], stdout=out, stderr=subprocess.STDOUT,
+                                env=node_env(ros_domain))
+    try:
+        started = Probe.wait_for(lambda: "test: building" in log.read_text() or proc.poll() is not None, 90)
+        assert started and proc.poll() is None, log.read_text()
+        time.sleep(0.2)
+        t0 = time.perf_counter()
+        code = stop_node(proc, timeout=30.0, sig=sig)
+        took = time.perf_counter() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = log.read_text().splitlines()
+    assert code == 128 + sig and took < STOP_S, f"exit code {code} after {took:.1f} s; log: {lines}"
+    name = signal.Signals(sig).name  # one line after the marker (a fresh clone logs the scene generation before)
+    assert lines[lines.index("test: building the World") + 1:] == [
+        f"WARNING inspatio_sim.ros.commands: stopped by {name} while starting, before ROS started"], lines
+
+
+def test_sim_time_publishes_clock_and_stamps_every_topic_with_it(world_sim, ros_domain):
     cfg = compose([*OVERRIDES, "ros.sim_time=true"])
     from inspatio_sim.ros.node import WorldNode
 
     context = rclpy.Context()
-    rclpy.init(args=["test"], context=context, signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.init(args=["test"], context=context, domain_id=ros_domain, signal_handler_options=SignalHandlerOptions.NO)
     node = WorldNode(world_sim, ros_settings(cfg), context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
@@ -201,7 +281,7 @@ def test_sim_time_publishes_clock_and_stamps_every_topic_with_it(world_sim):
     thread = threading.Thread(target=spin, daemon=True)
     thread.start()
     try:
-        with Probe() as probe:
+        with Probe(domain_id=ros_domain) as probe:
             assert probe.wait_for(lambda: probe.count(M.TOPIC_CLOCK) >= 5 and probe.count(M.TOPIC_IMAGE) >= 5, 30)
             clock = probe.topics[M.TOPIC_CLOCK].stamps
             dt_ns = round(1e9 / RATE)

@@ -16,7 +16,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"inspatio_world_node: the inspatio-sim package is not importable ({e}); install it into the Python "
               "that runs ROS 2: pip install -e <repository>[ros]", file=sys.stderr)
         return 2
-    return node_main(sys.argv[1:] if argv is None else argv)
+    # run as the console script (no argv given), the node is the whole process: it ends it at once on a stop
+    return node_main(sys.argv[1:] if argv is None else argv, own_process=argv is None)
 
 
 if __name__ == "__main__":
