@@ -18,11 +18,9 @@ or ``bench.soak.ros_minutes=0``.
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,40 +83,18 @@ def env_phase(steps: int, num_envs: int, resolution: int, samples: int, device: 
         vec.close()
 
 
-@contextmanager
-def _loopback_ros_env() -> Iterator[dict[str, str]]:
-    """Environment for a node that only talks to this process: loopback discovery, a domain id of its own."""
-    keys = ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ["ROS_DOMAIN_ID"] = str(101 + os.getpid() % 100)
-    try:
-        yield dict(os.environ)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def ros_phase(overrides: list[str], seconds: float, window: float, flood_hz: float, log: Path,
               progress: Callable[[int], Any] | None = None) -> list[list[float]]:
     """Flood the node's ``cmd_vel`` for ``seconds``; return ``[t, images/s, node RSS MiB]`` per ``window`` s."""
     from inspatio_sim.ros import messages as M
-    from inspatio_sim.ros.probe import Probe, start_node, stop_node
+    from inspatio_sim.ros.probe import Probe, reserve_domain, start_node, stop_node
 
-    with _loopback_ros_env() as env:
-        proc = start_node(overrides, log, env=env)
+    with reserve_domain() as domain:
+        proc = start_node(overrides, log, domain)
         rows: list[list[float]] = []
         try:
-            with Probe("inspatio_soak_probe") as probe:
-                if not probe.wait_for(lambda: probe.count(M.TOPIC_IMAGE) > 0 or proc.poll() is not None, 180):
-                    raise ConfigError(f"bench soak: no image from the node within 180 s; see {log}:\n"
-                                      + log.read_text()[-2000:])
-                if proc.poll() is not None:
-                    raise ConfigError(f"bench soak: the node exited ({proc.returncode}); see {log}:\n"
-                                      + log.read_text()[-2000:])
+            with Probe("inspatio_soak_probe", domain_id=domain) as probe:
+                probe.wait_for_node(proc, log, timeout=180.0)
                 images = probe.topics[M.TOPIC_IMAGE]
                 t0 = time.perf_counter()
                 next_window, k = t0 + window, 0

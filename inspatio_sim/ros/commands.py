@@ -46,6 +46,10 @@ def simulator_from_config(cfg: DictConfig, dt: float | None = None, device: str 
     if control.action_model not in ("ground", "fly"):
         raise ConfigError(f"the ROS node maps cmd_vel (Twist) to control.action_model=ground or fly, "
                           f"not '{control.action_model}'")
+    model = cfg.ros.get("model")
+    if model is not None and model != cfg.model.name:  # ros.model chooses the node's completer
+        cfg = cfg.copy()
+        cfg.model.name = model
     return build_simulator(cfg, 1, device=device, dt=dt)
 
 

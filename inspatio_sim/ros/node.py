@@ -87,7 +87,8 @@ class WorldNode(Node):
         self._sim_ns = 0
         self.dropped_cmds = 0
         self.steps = 0
-        params = {"rate": float(settings.rate), "model": settings.model, "sim_time": bool(settings.sim_time),
+        model = sim.model_config.name
+        params = {"rate": float(settings.rate), "model": model, "sim_time": bool(settings.sim_time),
                   "cmd_timeout": float(settings.cmd_timeout), "action_model": self.action_model,
                   "width": int(sim.camera.width), "height": int(sim.camera.height), **(info or {})}
         for key, value in params.items():  # introspection only: set them through the configuration (ros.*, ...)
