@@ -198,7 +198,7 @@ def _room(seed: int) -> PresetSpec:
     sx, sy, sz = 6.0, 5.0, 2.8
     t, eps, texel = 0.2, 0.01, tx.TEXEL_M
     blocks: list[Block] = []
-    photos = ["astronaut", "coffee", "text", "chelsea", "page", "camera", "coins", "rocket"]
+    photos = list(tx.PHOTOS)
     rng.shuffle(photos)
     wall_colours = [(205, 175, 150), (195, 185, 165), (210, 190, 160), (185, 175, 170)]
     walls = [  # name, centre, size, inner face
