@@ -11,6 +11,7 @@ import torch
 
 from inspatio_sim.cli import main
 from inspatio_sim.config import compose
+from inspatio_sim.fileio import write_json
 from inspatio_sim.recon import pipeline
 from inspatio_sim.recon_report import train_view_psnr
 from inspatio_sim.render import RenderConfig, render_world
@@ -58,7 +59,7 @@ def test_reconstruct_report_holds_the_train_view_psnr(tiny: Scene, tmp_path, mon
                   "intrinsics": "estimated", "scale_origin": "exact", "ground_found": True, "camera_height_m": 1.4,
                   "depth_valid_fraction": 1.0, "dynamic_fraction": 0.0, "seconds": {"total": 1.0}, "dropped": {},
                   "notes": []}
-        pipeline._write_json(Path(output) / pipeline.REPORT_FILENAME, report)
+        write_json(Path(output) / pipeline.REPORT_FILENAME, report)
         return tiny, report
 
     monkeypatch.setattr(pipeline, "reconstruct", fake_reconstruct)

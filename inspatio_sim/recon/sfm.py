@@ -48,9 +48,6 @@ import numpy as np
 
 from inspatio_sim.errors import ConfigError, ReconError
 from inspatio_sim.fileio import atomic_write
-from inspatio_sim.lazy import lazy_import
-
-pycolmap = lazy_import("pycolmap")  # loaded on first use: the configuration schema imports this module
 
 log = logging.getLogger(__name__)
 MIN_MEDIAN_FEATURES = 80
