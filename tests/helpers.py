@@ -35,3 +35,12 @@ def wall_scene(n: int = 3, h: int = 48, w: int = 64, distance: float = 3.0) -> S
         depth=np.full((n, h, w), distance, np.float32), confidence=np.ones((n, h, w), np.float32),
         dynamic_mask=np.zeros((n, h, w), bool), meta=SceneMeta(source="test:wall", fps=10.0, scale_origin="exact"),
     )
+
+
+def leaf_keys(node: dict, prefix: str = ""):
+    """Dotted keys of the leaves of a nested dict (a config as a container)."""
+    for k, v in node.items():
+        if isinstance(v, dict):
+            yield from leaf_keys(v, f"{prefix}{k}.")
+        else:
+            yield prefix + k

@@ -7,6 +7,7 @@ import pytest
 from inspatio_sim.cli import main
 from inspatio_sim.config import compose, describe_keys
 from inspatio_sim.errors import ConfigError
+from tests.helpers import leaf_keys
 
 
 def test_help_lists_every_config_key(capsys):
@@ -24,16 +25,8 @@ def test_every_leaf_key_of_the_composed_config_is_documented():
     from omegaconf import OmegaConf
 
     documented = {k for k, _, _ in describe_keys()}
-
-    def leaves(node, prefix=""):
-        for k, v in node.items():
-            if isinstance(v, dict):
-                yield from leaves(v, f"{prefix}{k}.")
-            else:
-                yield prefix + k
-
     cfg = OmegaConf.to_container(compose([]))
-    missing = sorted(set(leaves(cfg)) - documented)
+    missing = sorted(set(leaf_keys(cfg)) - documented)
     assert not missing, f"undocumented config keys: {missing}"
 
 

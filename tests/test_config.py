@@ -28,6 +28,7 @@ from inspatio_sim.config_schema import InSpatioConfig, RenderSection
 from inspatio_sim.errors import ConfigError
 from inspatio_sim.render import RenderConfig
 from inspatio_sim.simulator import CameraConfig
+from tests.helpers import leaf_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,16 +113,8 @@ def test_defaults_come_from_the_dataclasses_and_presets_only_hold_differences():
         "scene/tiny.yaml"}
     keys = schema_keys()
     for preset in tree.glob("scene/*.yaml"):
-        leaves = _leaves(OmegaConf.to_container(OmegaConf.load(preset)), "scene.")
+        leaves = list(leaf_keys(OmegaConf.to_container(OmegaConf.load(preset)), "scene."))
         assert leaves and all(k in keys for k in leaves), preset
-
-
-def _leaves(node, prefix=""):
-    for k, v in node.items():
-        if isinstance(v, dict):
-            yield from _leaves(v, f"{prefix}{k}.")
-        else:
-            yield prefix + k
 
 
 @pytest.mark.parametrize(("command", "extra"), [
