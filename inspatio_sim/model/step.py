@@ -26,7 +26,7 @@ MODELS = ("none", "classical", "star")
 
 @dataclass
 class ModelConfig:
-    """World-model step (hydra group ``model``)."""
+    """World-model step (hydra node ``model``; ``model=NAME`` is short for ``model.name=NAME``)."""
 
     name: str = "none"  # none | classical | star: what completes the explicit render
     cache: CacheConfig = field(default_factory=CacheConfig)

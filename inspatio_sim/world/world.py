@@ -7,8 +7,8 @@ Layers:
     that its parallax is negligible), so re-rendering a recorded view returns the video's colours there. It is
     never part of the occupancy grid or the signed distance field (no depth, no geometry);
   * dynamic: points of the moving regions (Scene dynamic masks), one segment per video frame;
-  * generated: content written back later by the generative model (empty at build time);
-plus an occupancy grid with a signed distance field, the ground plane and the trusted region.
+plus an occupancy grid with a signed distance field, the ground plane and the trusted region. What the world model
+writes back lives with the model step of each Simulator (:mod:`inspatio_sim.model.writeback`), per agent.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class World:
         image_size: ``(H, W)`` of the Scene frames.
         timestamps: ``(N,)`` float64 frame times (seconds).
         poses: ``(N, 4, 4)`` float32 Scene camera poses ``T_world_camera``.
-        static, sky, dynamic, generated: the point layers (``sky`` is the backdrop of depth-less pixels).
+        static, sky, dynamic: the point layers (``sky`` is the backdrop of depth-less pixels).
         scene_radius: Distance (metres) of the farthest static point from the mean camera position.
         sky_distance: Radius (metres) of the backdrop sphere (see :class:`WorldConfig`).
         occupancy: :class:`OccupancyGrid` with SDF and trusted region.
@@ -121,7 +121,6 @@ class World:
     static: SplatCloud
     sky: SplatCloud
     dynamic: SplatCloud
-    generated: SplatCloud
     occupancy: OccupancyGrid
     ground: GroundPlane | None
     config: WorldConfig
@@ -142,21 +141,10 @@ class World:
         return frame_index(sim_time.to(self.device), self.timestamps, self.config.time_mode, self.config.frozen_time)
 
     def cloud(self) -> SplatCloud:
-        """All layers as one renderable :class:`SplatCloud` (cached until the generated layer changes)."""
+        """All layers as one renderable :class:`SplatCloud` (built once, on first use)."""
         if self._cloud is None:
-            self._cloud = concat_clouds([self.static, self.sky, self.dynamic, self.generated])
+            self._cloud = concat_clouds([self.static, self.sky, self.dynamic])
         return self._cloud
-
-    def add_generated(self, xyz: torch.Tensor, rgb: torch.Tensor, weight: torch.Tensor | None = None) -> None:
-        """Write generated content back: fuse ``xyz (N, 3)``, ``rgb (N, 3)`` into the generated layer."""
-        prev_xyz, prev_rgb = self.generated.points(level=0)
-        xyz, rgb = torch.cat([prev_xyz, xyz]), torch.cat([prev_rgb, rgb])
-        w = torch.ones(xyz.shape[0], device=self.device) if weight is None else weight
-        self.generated = build_lod_cloud(
-            xyz.float(), rgb.float(), w.float(), voxel0=float(self.static.chunk_voxel0[0]),
-            num_levels=self.config.lod_levels, chunk_size=self.config.chunk_size, block_size=self.config.block_size,
-        )
-        self._cloud = None
 
 
 def build_world(
@@ -214,7 +202,7 @@ def build_world(
     return World(
         meta=scene.meta, K=scene.K.copy(), image_size=(scene.height, scene.width),
         timestamps=torch.as_tensor(scene.timestamps, dtype=torch.float64, device=dev), poses=poses,
-        static=static, sky=sky, dynamic=dynamic, generated=SplatCloud.empty(dev, cfg.block_size), occupancy=occupancy,
+        static=static, sky=sky, dynamic=dynamic, occupancy=occupancy,
         ground=ground, config=cfg, scene_radius=scene_radius, sky_distance=sky_distance,
     )
 

@@ -16,7 +16,7 @@ def test_static_layer_is_fused_and_deduplicated():
     assert finest.shape[0] < 1.5 * scene.height * scene.width
     np.testing.assert_allclose(finest[:, 0].numpy(), 3.0, atol=1e-5)  # all on the wall x = 3
     assert world.static.chunk_frame.eq(-1).all()
-    assert world.dynamic.num_points == 0 and world.generated.num_points == 0
+    assert world.dynamic.num_points == 0
 
 
 def test_occupancy_sdf_and_trusted_region_of_a_wall():
@@ -67,20 +67,6 @@ def test_config_validation():
         build_world(wall_scene(), WorldConfig(time_mode="backwards"))
     with pytest.raises(ConfigError, match="voxel_size"):
         build_world(wall_scene(), WorldConfig(voxel_size=-1.0))
-
-
-def test_generated_layer_write_back_is_rendered():
-    scene = wall_scene()
-    world = build_world(scene)
-    before = world.cloud().num_points
-    yy, zz = torch.meshgrid(torch.linspace(-0.2, 0.2, 40), torch.linspace(1.3, 1.7, 40), indexing="ij")
-    patch = torch.stack([torch.full_like(yy, 2.0), yy, zz], -1).reshape(-1, 3)
-    world.add_generated(patch, torch.tensor([0.0, 255.0, 0.0]).expand(patch.shape[0], 3))
-    assert world.cloud().num_points > before
-    out = render_world(world, scene.poses[:1], 0.0, scene.K, scene.height, scene.width)
-    cy, cx = round(float(scene.K[1, 2])), round(float(scene.K[0, 2]))
-    assert out.rgb[0, cy, cx].tolist() == [0, 255, 0]
-    assert out.depth[0, cy, cx].item() == pytest.approx(2.0, rel=1e-3)
 
 
 def test_occupied_shell_is_watertight_even_when_pixels_are_coarser_than_voxels():
