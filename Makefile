@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 
-.PHONY: demo test lint bench bench-quick clean install
+.PHONY: demo test lint bench bench-quick clean install system-deps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(BIN)/python:
 # torch first (the local CPU build; an unpinned torch would pull a multi-GB CUDA build), then the project.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[dev,ros]"
+	$(BIN)/pip install --quiet -e ".[dev,ros,rl,viewer,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -22,7 +22,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/inspatio-sim demo
 
-test: $(STAMP)
+# system packages a test needs: Debian's chromium + chromedriver for the browser test of the viewer. Installed when
+# missing and apt-get is usable (root); otherwise that test skips and says why.
+system-deps:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+				|| echo "warning: could not install chromium; the browser test will skip"; \
+		else echo "note: chromium not installed (needs root + apt-get); the browser test will skip"; fi; \
+	fi
+
+test: $(STAMP) system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
