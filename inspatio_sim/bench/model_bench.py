@@ -23,6 +23,7 @@ camera per trajectory (:func:`~inspatio_sim.metrics.carry_poses`), so a global g
 
 from __future__ import annotations
 
+import hashlib
 import math
 import tempfile
 import time
@@ -44,6 +45,7 @@ from inspatio_sim.model import ModelConfig, ReferenceFrames, WritebackConfig
 from inspatio_sim.model.data import HELD_OUT
 from inspatio_sim.model.paths import revisit_loops, trajectories
 from inspatio_sim.oracle import Oracle
+from inspatio_sim.recon.sfm import CACHE_VERSION as RECON_CACHE_VERSION
 from inspatio_sim.render import RenderConfig
 from inspatio_sim.scene import Scene, scene_file
 from inspatio_sim.scene_source import cache_dir, oracle_scene
@@ -64,7 +66,9 @@ def reconstructed(preset: str, seed: int, frames: int, width: int, height: int, 
     oracle_cfg = {"preset": preset, "seed": seed, "num_frames": frames, "width": width, "height": height,
                   "hfov_deg": 70.0, "fps": 15.0, "supersample": 3}
     gt = oracle_scene(oracle_cfg, progress=False)
-    path = cache_dir() / "bench-model" / f"{preset}-{seed}-{frames}x{width}x{height}"
+    # keyed by the reconstruction settings and the pipeline's cache version: a changed pipeline reconstructs again
+    recon_key = hashlib.sha1(f"{OmegaConf.to_yaml(cfg.recon)}{RECON_CACHE_VERSION}".encode()).hexdigest()[:10]
+    path = cache_dir() / "bench-model" / f"{preset}-{seed}-{frames}x{width}x{height}-{recon_key}"
     if scene_file(path).exists():
         rec = Scene.load(path)
     else:
