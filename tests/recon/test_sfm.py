@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from inspatio_sim.errors import ConfigError, ReconError
 from inspatio_sim.recon.sfm import (
+    CUT_MIN_FEATURES,
     MIN_PAIR_INLIERS,
     MIN_WEAK_INLIERS,
     SfMOptions,
+    bridge_feature_gaps,
     choose_segment,
     match_segments,
     sequential_pairs,
@@ -80,3 +83,20 @@ def test_on_cut_is_validated():
     SfMOptions(on_cut="longest").validate()
     with pytest.raises(ConfigError, match=r"recon\.on_cut"):
         SfMOptions(on_cut="split").validate()
+
+
+def test_a_featureless_stretch_between_segments_is_one_shot_but_a_textured_boundary_is_a_cut():
+    many = np.full(30, 500)
+    segments = [(0, 9), (11, 29)]
+    assert bridge_feature_gaps(segments, many) == segments  # both sides had features to match: a cut
+    starved = many.copy()
+    starved[10] = CUT_MIN_FEATURES - 1  # a bare wall fills frame 10 (the plain preset: 69-160 features)
+    assert bridge_feature_gaps(segments, starved) == [(0, 29)]
+    edge = many.copy()
+    edge[9] = 50  # the last frame of the first segment is starved too
+    assert bridge_feature_gaps([(0, 9), (10, 29)], edge) == [(0, 29)]
+    # far from the boundary, few features change nothing
+    far = many.copy()
+    far[3] = 10
+    assert bridge_feature_gaps([(0, 9), (10, 29)], far) == [(0, 9), (10, 29)]
+    assert bridge_feature_gaps([], many) == []
