@@ -1,6 +1,7 @@
 """``inspatio-sim reconstruct-many INPUT... -o WORLDS``: many videos -> many worlds, one Ray task per clip.
 
-Inputs: video files, folders (their video files, and their sub-folders of images, sorted by name), glob patterns
+Inputs: video files, folders (their video files and sub-folders of images, sorted by name; a folder holding only
+images is one clip), glob patterns
 (``'clips/*.mp4'``) and ``.txt`` files listing clips one per line (``#`` comments; relative paths are relative to
 the list). Each clip becomes ``WORLDS/<name>/`` (``name`` = the file or folder name without extension), written
 exactly as ``inspatio-sim reconstruct`` writes it (:func:`inspatio_sim.recon_report.reconstruct_world`:
@@ -11,8 +12,8 @@ worlds (``--force`` redoes them) and retries failed ones.
 Each task declares ``cluster.cpus_per_clip`` CPUs (pycolmap's ``recon.threads`` follows unless set) and, with
 ``device=cuda``, ``cluster.gpus_per_clip`` GPUs; Ray runs as many at once as the cluster's resources allow. A clip
 that fails is reported with its reason (one line) and does not stop the others. ``WORLDS/index.json`` lists every
-world (finished before or now) with its report summary and every failure of this run with its reason; it is
-rewritten after each clip, so it is current even when the run is interrupted.
+finished world in ``WORLDS`` (of this run or an earlier one) with its report summary, and every failure of this
+run with its reason; it is rewritten after each clip, so it is current even when the run is interrupted.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
         elif p.is_dir():
             found = _folder_clips(p)
             if not found:
-                raise ConfigError(f"the folder '{item}' holds no video ({', '.join(VIDEO_EXTENSIONS)}) and no "
-                                  "sub-folder of images")
+                raise ConfigError(f"the folder '{item}' holds no video ({', '.join(VIDEO_EXTENSIONS)}), no images "
+                                  "and no sub-folder of images")
             clips += found
         elif p.suffix.lower() == ".txt" and p.is_file():
             for line in p.read_text().splitlines():
@@ -87,6 +88,8 @@ def _folder_clips(folder: Path) -> list[Path]:
     videos = [e for e in entries if e.is_file() and e.suffix.lower() in VIDEO_EXTENSIONS]
     image_dirs = [e for e in entries if e.is_dir() and not e.name.startswith(".")
                   and any(f.suffix.lower() in IMAGE_EXTENSIONS for f in e.iterdir())]
+    if not videos and not image_dirs and any(e.suffix.lower() in IMAGE_EXTENSIONS for e in entries):
+        return [folder]  # a folder of images is one clip
     return videos + image_dirs
 
 
@@ -255,13 +258,16 @@ def reconstruct_many(inputs: list[str], output: str | Path, cfg: DictConfig, add
 
 def write_index(out: Path, clips: list[Path], failed: dict[str, dict[str, Any]], progress: Progress,
                 seconds: float | None = None, workers: int | None = None) -> dict[str, Any]:
-    """Write ``out/index.json``: every finished world of ``clips`` with its report summary, and this run's
-    failures with their reasons."""
+    """Write ``out/index.json``: every finished world in ``out`` (this run's clips first, in order, then the
+    other finished worlds found there, by name) with its report summary, and this run's failures with reasons."""
+    sources = {world_name(c): str(c) for c in clips}
+    others = sorted(d.name for d in out.iterdir() if d.is_dir() and d.name not in sources) if out.is_dir() else []
     worlds = []
-    for c in clips:
-        report = finished_report(out / world_name(c))
+    for name in [*sources, *others]:
+        report = finished_report(out / name)
         if report is not None:
-            worlds.append({"name": world_name(c), "clip": str(c), "path": world_name(c), **summary(report)})
+            worlds.append({"name": name, "clip": sources.get(name, report.get("source")), "path": name,
+                           **summary(report)})
     elapsed = time.perf_counter() - progress.t0 if seconds is None else seconds
     finished = progress.done + progress.failed
     index = {"worlds": worlds, "failed": list(failed.values()),
