@@ -32,11 +32,14 @@ class ClusterBench:
     num_actors: int = 2  # Ray actors of the Ray vector env (each its own World and Simulator)
     steps: int = 200  # timed vector steps per case (--quick: 40)
     clips: int = 4  # copies of the oracle clip reconstructed with 1 and with 2 workers (--quick: 2; 0 skips)
+    cpus_per_clip: float | None = None  # CPUs of one worker in the clips/hour case (null = half the cores)
 
     def validate(self) -> None:
         for name in ("resolution", "envs_per_actor", "num_actors", "steps"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"cluster.bench.{name} must be > 0, got {getattr(self, name)}")
+        if self.cpus_per_clip is not None and not self.cpus_per_clip > 0:
+            raise ConfigError(f"cluster.bench.cpus_per_clip must be > 0 or null, got {self.cpus_per_clip}")
         if self.clips < 0:
             raise ConfigError(f"cluster.bench.clips must be >= 0, got {self.clips}")
 
