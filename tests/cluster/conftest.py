@@ -20,6 +20,7 @@ def ray_cluster():
     from ray.cluster_utils import Cluster
 
     # loopback only: Ray would otherwise advertise the machine's external address (may be firewalled)
+    saved = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"), ray_constants.ENABLE_RAY_CLUSTER
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # inherited by the nodes' processes
     ray_constants.ENABLE_RAY_CLUSTER = False
     node_args = {"num_cpus": 1, "object_store_memory": 100 << 20, "node_ip_address": "127.0.0.1"}
@@ -34,6 +35,11 @@ def ray_cluster():
         if ray.is_initialized():
             ray.shutdown()
         cluster.shutdown()
+        if saved[0] is None:
+            os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+        else:
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = saved[0]
+        ray_constants.ENABLE_RAY_CLUSTER = saved[1]
     for p in procs:  # no leaked raylet / GCS / plasma processes
         with contextlib.suppress(subprocess.TimeoutExpired):
             p.wait(timeout=10)
