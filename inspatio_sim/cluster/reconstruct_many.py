@@ -149,8 +149,8 @@ def reconstruct_clip(clip: str, output: str, cfg: dict[str, Any], force: bool = 
 
 
 class Progress:
-    """The live progress line: done / running / queued / failed, clips per hour (``\\r`` on a terminal, else one
-    line per change)."""
+    """The live progress line: done / running / queued / failed, clips per hour (redrawn with ``\\r`` on a
+    terminal; elsewhere printed when the counts change, at least once a minute)."""
 
     def __init__(self, total: int, skipped: int, stream: Any = None) -> None:
         self.total, self.skipped = total, skipped
@@ -158,7 +158,8 @@ class Progress:
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.t0 = time.perf_counter()
         self.done = self.failed = 0
-        self._last = ""
+        self._last: tuple[int, ...] = ()
+        self._printed = 0.0
 
     def line(self, running: int, queued: int) -> str:
         hours = (time.perf_counter() - self.t0) / 3600.0
@@ -169,12 +170,15 @@ class Progress:
                 f"{time.perf_counter() - self.t0:.0f} s")
 
     def show(self, running: int, queued: int, force: bool = False) -> None:
+        """Redraw the line (terminal), or print it when the counts changed or a minute passed (log file)."""
         text = self.line(running, queued)
-        key = text.rsplit(",", 1)[0]  # the elapsed time alone is no change worth a new line
+        key = (self.done, self.failed, running, queued)
+        now = time.perf_counter()
         if self.tty:
             print("\r" + text, end="", flush=True, file=self.stream)
-        elif key != self._last or force:
+        elif force or key != self._last or now - self._printed >= 60.0:
             print(text, flush=True, file=self.stream)
+            self._printed = now
         self._last = key
 
     def message(self, text: str) -> None:

@@ -3,13 +3,14 @@ and one clear failure, ``index.json``; a rerun skips the finished worlds. Plus t
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 
 from inspatio_sim.cli import main
-from inspatio_sim.cluster.reconstruct_many import expand_inputs, world_name
+from inspatio_sim.cluster.reconstruct_many import Progress, expand_inputs, world_name
 from inspatio_sim.config import compose
 from inspatio_sim.errors import ConfigError
 from inspatio_sim.scene import Scene
@@ -94,3 +95,17 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not exist" in err
     assert not Path(tmp_path / "w").exists()
+
+
+def test_progress_line_prints_changes_only_in_a_log():
+    stream = io.StringIO()
+    progress = Progress(total=3, skipped=1, stream=stream)
+    progress.show(running=2, queued=0)
+    progress.show(running=2, queued=0)  # nothing changed: no new line in a log file
+    progress.done += 1
+    progress.show(running=1, queued=0)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("reconstruct-many: 1/3 done (1 skipped), 2 running, 0 queued, 0 failed, -- clips/h")
+    assert lines[1].startswith("reconstruct-many: 2/3 done (1 skipped), 1 running, 0 queued, 0 failed,")
+    assert "clips/h" in lines[1] and "-- clips/h" not in lines[1]
