@@ -9,13 +9,18 @@ import subprocess
 
 import pytest
 
-ray = pytest.importorskip("ray", reason="Ray is not installed (pip install .[ray])")
+try:
+    import ray
+except ImportError:  # the test modules skip themselves with the reason
+    ray = None
 
 
 @pytest.fixture(scope="package")
 def ray_cluster():
     """A head and a worker node, one CPU each, both on 127.0.0.1; the test process is not connected to it (tests
     connect with ``ray.init(address=cluster.address)`` or through the code under test, and disconnect)."""
+    if ray is None:
+        pytest.skip("Ray is not installed (pip install .[ray])")
     from ray._private import ray_constants
     from ray.cluster_utils import Cluster
 
