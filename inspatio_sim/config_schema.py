@@ -21,6 +21,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from inspatio_sim.cluster.session import ClusterConfig
 from inspatio_sim.control.escm import ESCMConfig
 from inspatio_sim.errors import ConfigError
 from inspatio_sim.model.data import DataConfig
@@ -249,6 +250,7 @@ class InSpatioConfig:
     ros: RosSection = field(default_factory=RosSection)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def validate(self) -> None:
         import torch

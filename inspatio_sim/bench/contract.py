@@ -41,6 +41,8 @@ HEADLINE: dict[str, tuple[str, ...]] = {
               "revisit_psnr_classical_no_writeback", "latency_ms_64_b1_classical", "fps_64_b16_classical",
               "mem_mb_per_agent_cache"),
     "soak": SOAK_ENV_KEYS + SOAK_ROS_KEYS,
+    "ray": ("native_fps_64_b16", "native_fps_64_b32", "ray_fps_64_b16x2", "ray_speedup_vs_native_same_agents",
+            "ray_step_overhead_ms", "clips_per_hour_w1", "clips_per_hour_w2"),
 }
 """Headline metric keys per benchmark (named by their issues; the README tables report them)."""
 
