@@ -26,6 +26,7 @@ import torch
 from numba import njit, prange
 
 from inspatio_sim.render.splat import RenderOutput
+from inspatio_sim.world.splats import LOD_STEP
 
 if TYPE_CHECKING:
     from inspatio_sim.render.splat import RenderConfig
@@ -38,6 +39,14 @@ _ONE = np.float32(1.0)
 _ZERO = np.float32(0.0)
 _EPS = np.float32(1e-6)
 _INF = np.float32(np.inf)
+_LOG_LOD_STEP = math.log(LOD_STEP)
+
+
+@njit(cache=True, inline="always")
+def _fma(acc: np.float32, x: np.float32, m: np.float32) -> np.float32:
+    """``acc + x * m`` rounded once to float32, as torch's vectorised CPU ``addcmul`` (a fused multiply-add):
+    the float64 product of two float32 is exact, so only the sum is rounded (then to float32)."""
+    return np.float32(np.float64(acc) + np.float64(x) * np.float64(m))
 
 
 @njit(cache=True, inline="always")
@@ -166,6 +175,76 @@ def _push_pull(colour: np.ndarray, weight: np.ndarray, h: int, w: int) -> None:
                     fine[k, p] = r0 + _QUARTER * (r1 - r0)  # then columns
 
 
+@njit(cache=True, inline="always")
+def _sphere_in_frustum(x: np.float32, y: np.float32, z: np.float32, r: np.float32, bound: np.ndarray,
+                       slack: np.ndarray, near: np.float32, far: np.float32) -> bool:
+    """The torch path's ``_in_frustum`` for one camera-frame sphere."""
+    if not (z + r > near and z - r < far):
+        return False
+    for side in range(4):
+        coord = x if side < 2 else y
+        dist = coord - bound[side] * z
+        margin = -r * slack[side]
+        if side % 2 == 0:
+            if not dist >= margin:
+                return False
+        elif not dist <= -margin:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _select_camera(view: np.ndarray, k: np.ndarray, height: int, width: int, frame: int, chunk_center: np.ndarray,
+                   chunk_radius: np.ndarray, chunk_frame: np.ndarray, chunk_voxel0: np.ndarray,
+                   chunk_levels: np.ndarray, level_start: np.ndarray, level_count: np.ndarray,
+                   block_center: np.ndarray, block_radius: np.ndarray, near: np.float32, far: np.float32,
+                   lod_target: np.float32) -> np.ndarray:
+    """The blocks one camera draws (``view (3, 4)`` camera_from_world, ``k (3, 3)``), as the torch path's
+    ``_select_blocks``: chunks culled and given their LOD level, that level's blocks culled; in the same order
+    (chunk, then block). ``frame`` is the camera's video frame (-2: static content only)."""
+    fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+    bound = np.empty(4, dtype=np.float32)
+    bound[0] = (np.float32(-0.5) - cx) / fx
+    bound[1] = (np.float32(width - 0.5) - cx) / fx
+    bound[2] = (np.float32(-0.5) - cy) / fy
+    bound[3] = (np.float32(height - 0.5) - cy) / fy
+    slack = np.empty(4, dtype=np.float32)
+    for i in range(4):
+        slack[i] = np.sqrt(_ONE + bound[i] * bound[i])
+    out = np.empty(256, dtype=np.int64)
+    n = 0
+    inv_log_step = np.float32(_LOG_LOD_STEP)
+    for ch in range(chunk_center.shape[0]):
+        f = chunk_frame[ch]
+        if f != -1 and f != frame:
+            continue
+        px, py, pz = chunk_center[ch, 0], chunk_center[ch, 1], chunk_center[ch, 2]
+        x = ((view[0, 3] + px * view[0, 0]) + py * view[0, 1]) + pz * view[0, 2]
+        y = ((view[1, 3] + px * view[1, 0]) + py * view[1, 1]) + pz * view[1, 2]
+        z = ((view[2, 3] + px * view[2, 0]) + py * view[2, 1]) + pz * view[2, 2]
+        r = chunk_radius[ch]
+        if not _sphere_in_frustum(x, y, z, r, bound, slack, near, far):
+            continue
+        z_near = max(z - r, near)
+        ratio = lod_target * z_near / (fx * chunk_voxel0[ch])
+        level = int(np.floor(np.log(max(ratio, np.float32(1e-12))) / inv_log_step))
+        level = min(max(level, 0), chunk_levels[ch] - 1)
+        first = level_start[ch, level]
+        for bk in range(first, first + level_count[ch, level]):
+            px, py, pz = block_center[bk, 0], block_center[bk, 1], block_center[bk, 2]
+            x = ((view[0, 3] + px * view[0, 0]) + py * view[0, 1]) + pz * view[0, 2]
+            y = ((view[1, 3] + px * view[1, 0]) + py * view[1, 1]) + pz * view[1, 2]
+            z = ((view[2, 3] + px * view[2, 0]) + py * view[2, 1]) + pz * view[2, 2]
+            if _sphere_in_frustum(x, y, z, block_radius[bk], bound, slack, near, far):
+                if n == out.shape[0]:
+                    grown = np.empty(2 * n, dtype=np.int64)
+                    grown[:n] = out
+                    out = grown
+                out[n] = bk
+                n += 1
+    return out[:n]
+
+
 @njit(cache=True)
 def _render_camera(xyz: np.ndarray, rgb: np.ndarray, blocks: np.ndarray, a: np.ndarray, height: int, width: int,
                    near: np.float32, far: np.float32, tol1: np.float32, soft: bool, fill_r: int, leak1: np.float32,
@@ -186,10 +265,10 @@ def _render_camera(xyz: np.ndarray, rgb: np.ndarray, blocks: np.ndarray, a: np.n
         bk = blocks[j]
         for s in range(p_size):
             x, y, z = xyz[0, bk, s], xyz[1, bk, s], xyz[2, bk, s]
-            zc = ((a[2, 3] + x * a[2, 0]) + y * a[2, 1]) + z * a[2, 2]
+            zc = _fma(_fma(_fma(a[2, 3], x, a[2, 0]), y, a[2, 1]), z, a[2, 2])
             inv = _ONE / zc
-            u = (((a[0, 3] + x * a[0, 0]) + y * a[0, 1]) + z * a[0, 2]) * inv
-            v = (((a[1, 3] + x * a[1, 0]) + y * a[1, 1]) + z * a[1, 2]) * inv
+            u = _fma(_fma(_fma(a[0, 3], x, a[0, 0]), y, a[0, 1]), z, a[0, 2]) * inv
+            v = _fma(_fma(_fma(a[1, 3], x, a[1, 0]), y, a[1, 1]), z, a[1, 2]) * inv
             if zc > near and zc < far and u > lo and u < umax and v > lo and v < vmax:
                 pix = int(math.floor(v + _HALF) * wf + math.floor(u + _HALF))
                 if zc < zbest[pix]:
@@ -203,10 +282,10 @@ def _render_camera(xyz: np.ndarray, rgb: np.ndarray, blocks: np.ndarray, a: np.n
             bk = blocks[j]
             for s in range(p_size):
                 x, y, z = xyz[0, bk, s], xyz[1, bk, s], xyz[2, bk, s]
-                zc = ((a[2, 3] + x * a[2, 0]) + y * a[2, 1]) + z * a[2, 2]
+                zc = _fma(_fma(_fma(a[2, 3], x, a[2, 0]), y, a[2, 1]), z, a[2, 2])
                 inv = _ONE / zc
-                u = (((a[0, 3] + x * a[0, 0]) + y * a[0, 1]) + z * a[0, 2]) * inv
-                v = (((a[1, 3] + x * a[1, 0]) + y * a[1, 1]) + z * a[1, 2]) * inv
+                u = _fma(_fma(_fma(a[0, 3], x, a[0, 0]), y, a[0, 1]), z, a[0, 2]) * inv
+                v = _fma(_fma(_fma(a[1, 3], x, a[1, 0]), y, a[1, 1]), z, a[1, 2]) * inv
                 if zc > near and zc < far and u > lo and u < umax and v > lo and v < vmax:
                     pix = int(math.floor(v + _HALF) * wf + math.floor(u + _HALF))
                     if zc <= zbest[pix] * tol1:
@@ -284,47 +363,56 @@ def _render_camera(xyz: np.ndarray, rgb: np.ndarray, blocks: np.ndarray, a: np.n
 
 
 @njit(cache=True, parallel=True)
-def render_fused_cpu(xyz: np.ndarray, rgb: np.ndarray, starts: np.ndarray, blocks: np.ndarray, proj: np.ndarray,
-                     height: int, width: int, near: np.float32, far: np.float32, tol1: np.float32, soft: bool,
-                     fill_r: int, leak1: np.float32, fill_holes: bool, out_rgb: np.ndarray, out_depth: np.ndarray,
-                     out_valid: np.ndarray) -> None:
-    """Render B cameras in parallel.
+def render_select_fused_cpu(xyz: np.ndarray, rgb: np.ndarray, view: np.ndarray, kmat: np.ndarray, proj: np.ndarray,
+                            frames: np.ndarray, chunk_center: np.ndarray, chunk_radius: np.ndarray,
+                            chunk_frame: np.ndarray, chunk_voxel0: np.ndarray, chunk_levels: np.ndarray,
+                            level_start: np.ndarray, level_count: np.ndarray, block_center: np.ndarray,
+                            block_radius: np.ndarray, height: int, width: int, near: np.float32, far: np.float32,
+                            lod_target: np.float32, tol1: np.float32, soft: bool, fill_r: int, leak1: np.float32,
+                            fill_holes: bool, out_rgb: np.ndarray, out_depth: np.ndarray,
+                            out_valid: np.ndarray) -> None:
+    """Select (cull, LOD) and render B cameras in parallel, one camera per task.
+
+    ``view (B, 3, 4)`` camera_from_world, ``kmat (B, 3, 3)``, ``proj (B, 3, 4)`` = ``K @ view``, ``frames (B,)``
+    int64 video frame per camera (-2: static only); the cloud's arrays as in
+    :class:`~inspatio_sim.world.splats.SplatCloud`; ``near, far, tol1, leak1`` float32 clip distances,
+    ``1 + depth_tolerance``, ``1 + leak_threshold``; outputs ``(B, H, W, 3)`` uint8, ``(B, H, W)`` float32 and bool.
+    """
+    for c in prange(view.shape[0]):
+        blocks = _select_camera(view[c], kmat[c], height, width, frames[c], chunk_center, chunk_radius, chunk_frame,
+                                chunk_voxel0, chunk_levels, level_start, level_count, block_center, block_radius,
+                                near, far, lod_target)
+        _render_camera(xyz, rgb, blocks, proj[c], height, width, near, far, tol1, soft, fill_r, leak1, fill_holes,
+                       out_rgb[c], out_depth[c], out_valid[c])
+
+
+def render_fused(cloud: SplatCloud, view: torch.Tensor, K: torch.Tensor, proj: torch.Tensor,
+                 frames: torch.Tensor | None, height: int, width: int, cfg: RenderConfig) -> RenderOutput:
+    """The whole pipeline (block selection included) as one kernel call; inputs checked by the caller.
 
     Args:
-        xyz, rgb: ``(3, NB, P)`` float32 point blocks (world metres; colours 0-255), NaN in unused slots.
-        starts: ``(B + 1,)`` int64: camera ``c`` draws ``blocks[starts[c]:starts[c + 1]]``.
-        blocks: ``(N,)`` int64 block indices, grouped by camera.
-        proj: ``(B, 3, 4)`` float32 ``K [R^T | -R^T t]``.
-        near, far, tol1, leak1: float32 clip distances, ``1 + depth_tolerance``, ``1 + leak_threshold``.
-        out_rgb, out_depth, out_valid: ``(B, H, W, 3)`` uint8, ``(B, H, W)`` float32, ``(B, H, W)`` bool outputs.
+        cloud: The points (on CPU; CUDA goes to :mod:`inspatio_sim.render.fused_cuda`).
+        view: ``(B, 3, 4)`` float32 camera_from_world ``[R^T | -R^T t]``.
+        K: ``(B, 3, 3)`` float32 intrinsics.
+        proj: ``(B, 3, 4)`` float32 ``K @ view``.
+        frames: ``(B,)`` int64 video frame per camera, or ``None`` (static content only).
     """
-    for c in prange(starts.shape[0] - 1):
-        _render_camera(xyz, rgb, blocks[starts[c]:starts[c + 1]], proj[c], height, width, near, far, tol1, soft,
-                       fill_r, leak1, fill_holes, out_rgb[c], out_depth[c], out_valid[c])
-
-
-def render_fused(cloud: SplatCloud, cam: torch.Tensor, block: torch.Tensor, proj: torch.Tensor, height: int,
-                 width: int, cfg: RenderConfig) -> RenderOutput:
-    """The fused pipeline on the blocks selected by the shared culling / LOD stage.
-
-    Args:
-        cloud: The points (on CPU, or CUDA for :mod:`inspatio_sim.render.fused_cuda`).
-        cam, block: ``(N,)`` int64 (camera, block) pairs sorted by camera.
-        proj: ``(B, 3, 4)`` float32 projection matrices ``K [R^T | -R^T t]``.
-    """
-    b = proj.shape[0]
     if cloud.device.type == "cuda":
         from inspatio_sim.render.fused_cuda import render_fused_cuda
 
-        return render_fused_cuda(cloud, cam, block, proj, height, width, cfg)
-    starts = torch.zeros(b + 1, dtype=torch.int64)
-    torch.cumsum(torch.bincount(cam, minlength=b), 0, out=starts[1:])
+        return render_fused_cuda(cloud, view, K, proj, frames, height, width, cfg)
+    b = proj.shape[0]
+    fr = torch.full((b,), -2, dtype=torch.int64) if frames is None else frames.to(torch.int64).contiguous()
     rgb = torch.empty(b, height, width, 3, dtype=torch.uint8)
     depth = torch.empty(b, height, width, dtype=torch.float32)
     valid = torch.empty(b, height, width, dtype=torch.bool)
-    render_fused_cpu(cloud.xyz.numpy(), cloud.rgb.numpy(), starts.numpy(), block.numpy(),
-                     proj.contiguous().numpy(), int(height), int(width), np.float32(cfg.near), np.float32(cfg.far),
-                     np.float32(1.0 + cfg.depth_tolerance), cfg.depth_tolerance > 0, int(cfg.fill_radius),
-                     np.float32(1.0 + cfg.leak_threshold), bool(cfg.fill_holes), rgb.numpy(), depth.numpy(),
-                     valid.numpy())
+    render_select_fused_cpu(
+        cloud.xyz.numpy(), cloud.rgb.numpy(), view.contiguous().numpy(), K.contiguous().numpy(),
+        proj.contiguous().numpy(), fr.numpy(), cloud.chunk_center.numpy(), cloud.chunk_radius.numpy(),
+        cloud.chunk_frame.numpy(), cloud.chunk_voxel0.numpy(), cloud.chunk_levels.numpy(),
+        cloud.level_start.contiguous().numpy(), cloud.level_count.contiguous().numpy(), cloud.block_center.numpy(),
+        cloud.block_radius.numpy(), int(height), int(width), np.float32(cfg.near), np.float32(cfg.far),
+        np.float32(cfg.lod_target_px), np.float32(1.0 + cfg.depth_tolerance), cfg.depth_tolerance > 0,
+        int(cfg.fill_radius), np.float32(1.0 + cfg.leak_threshold), bool(cfg.fill_holes), rgb.numpy(),
+        depth.numpy(), valid.numpy())
     return RenderOutput(rgb=rgb, depth=depth, valid=valid)

@@ -128,11 +128,11 @@ def render(
     view = torch.cat([Rt, -(Rt @ t[:, :, None])], dim=2)  # (B, 3, 4) camera_from_world
     proj = K_t @ view  # (B, 3, 4)
 
-    cam, block = _select_blocks(cloud, view, K_t, height, width, frames_t, cfg)  # (N,) each
     if backend == "fused":
         from inspatio_sim.render.fused import render_fused
 
-        return render_fused(cloud, cam, block, proj, height, width, cfg)
+        return render_fused(cloud, view, K_t, proj, frames_t, height, width, cfg)
+    cam, block = _select_blocks(cloud, view, K_t, height, width, frames_t, cfg)  # (N,) each
     p = cloud.block_size
     # the selected blocks as rows of the (3 * blocks, P) coordinate-major arrays: a row gather (dim 0) is a plain
     # copy per block, about twice as fast on CPU as index_select along dim 1 of (3, blocks, P)
