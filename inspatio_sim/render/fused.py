@@ -260,6 +260,8 @@ def _render_camera(xyz: np.ndarray, rgb: np.ndarray, blocks: np.ndarray, a: np.n
     zbest = np.full(hw, _INF, dtype=np.float32)
     win = np.full(hw, -1, dtype=np.int64)  # winner (block row * P + slot) per pixel
     n = blocks.shape[0]
+    drawn_pix = np.empty(n * p_size, dtype=np.int32)  # pixel of each point (-1: not drawn), for pass 2
+    drawn_z = np.empty(n * p_size, dtype=np.float32)
     # pass 1: nearest point per pixel; ties go to the first point drawn (the torch path's packed-key minimum)
     for j in range(n):
         bk = blocks[j]
@@ -269,30 +271,28 @@ def _render_camera(xyz: np.ndarray, rgb: np.ndarray, blocks: np.ndarray, a: np.n
             inv = _ONE / zc
             u = _fma(_fma(_fma(a[0, 3], x, a[0, 0]), y, a[0, 1]), z, a[0, 2]) * inv
             v = _fma(_fma(_fma(a[1, 3], x, a[1, 0]), y, a[1, 1]), z, a[1, 2]) * inv
+            item = j * p_size + s
+            drawn_pix[item] = -1
             if zc > near and zc < far and u > lo and u < umax and v > lo and v < vmax:
                 pix = int(math.floor(v + _HALF) * wf + math.floor(u + _HALF))
+                drawn_pix[item] = pix
+                drawn_z[item] = zc
                 if zc < zbest[pix]:
                     zbest[pix] = zc
-                    win[pix] = j * p_size + s
+                    win[pix] = item
     colour = np.zeros((3, hw), dtype=np.float32)
     if soft:
         # pass 2: every point within the tolerance of the nearest is averaged in (sums in drawing order)
         cnt = np.zeros(hw, dtype=np.float32)
-        for j in range(n):
-            bk = blocks[j]
-            for s in range(p_size):
-                x, y, z = xyz[0, bk, s], xyz[1, bk, s], xyz[2, bk, s]
-                zc = _fma(_fma(_fma(a[2, 3], x, a[2, 0]), y, a[2, 1]), z, a[2, 2])
-                inv = _ONE / zc
-                u = _fma(_fma(_fma(a[0, 3], x, a[0, 0]), y, a[0, 1]), z, a[0, 2]) * inv
-                v = _fma(_fma(_fma(a[1, 3], x, a[1, 0]), y, a[1, 1]), z, a[1, 2]) * inv
-                if zc > near and zc < far and u > lo and u < umax and v > lo and v < vmax:
-                    pix = int(math.floor(v + _HALF) * wf + math.floor(u + _HALF))
-                    if zc <= zbest[pix] * tol1:
-                        colour[0, pix] += rgb[0, bk, s]
-                        colour[1, pix] += rgb[1, bk, s]
-                        colour[2, pix] += rgb[2, bk, s]
-                        cnt[pix] += _ONE
+        for item in range(n * p_size):
+            pix = drawn_pix[item]
+            if pix >= 0 and drawn_z[item] <= zbest[pix] * tol1:
+                bk = blocks[item // p_size]
+                s = item - (item // p_size) * p_size
+                colour[0, pix] += rgb[0, bk, s]
+                colour[1, pix] += rgb[1, bk, s]
+                colour[2, pix] += rgb[2, bk, s]
+                cnt[pix] += _ONE
         for p in range(hw):
             c = cnt[p] if cnt[p] > _ONE else _ONE
             for k in range(3):
