@@ -18,7 +18,6 @@ Parallelism: cameras of a batch are rendered in parallel (``prange``); the threa
 from __future__ import annotations
 
 import math
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -127,10 +126,7 @@ def _push_pull(colour: np.ndarray, weight: np.ndarray, h: int, w: int) -> None:
                 for c in range(4):
                     sy = 2 * y + (1 if c == 1 or c == 3 else 0)
                     sx = 2 * x + (1 if c >= 2 else 0)
-                    if sy < ch and sx < cw:
-                        t = wt[sy * cw + sx]
-                    else:
-                        t = _ZERO
+                    t = wt[sy * cw + sx] if sy < ch and sx < cw else _ZERO
                     ws_ = t if c == 0 else ws_ + t
                 nwt[y * nw + x] = ws_
                 den = ws_ if ws_ > _EPS else _EPS
@@ -139,10 +135,7 @@ def _push_pull(colour: np.ndarray, weight: np.ndarray, h: int, w: int) -> None:
                     for c in range(4):
                         sy = 2 * y + (1 if c == 1 or c == 3 else 0)
                         sx = 2 * x + (1 if c >= 2 else 0)
-                        if sy < ch and sx < cw:
-                            t = col[k, sy * cw + sx] * wt[sy * cw + sx]
-                        else:
-                            t = _ZERO
+                        t = col[k, sy * cw + sx] * wt[sy * cw + sx] if sy < ch and sx < cw else _ZERO
                         s = t if c == 0 else s + t
                     ncol[k, y * nw + x] = s / den
         cols.append(ncol)
@@ -386,6 +379,11 @@ def render_select_fused_cpu(xyz: np.ndarray, rgb: np.ndarray, view: np.ndarray, 
                        out_rgb[c], out_depth[c], out_valid[c])
 
 
+def _np(t: torch.Tensor) -> np.ndarray:
+    """A C-contiguous numpy view (copy only where needed): one compiled specialisation for every caller."""
+    return t.contiguous().numpy()
+
+
 def render_fused(cloud: SplatCloud, view: torch.Tensor, K: torch.Tensor, proj: torch.Tensor,
                  frames: torch.Tensor | None, height: int, width: int, cfg: RenderConfig) -> RenderOutput:
     """The whole pipeline (block selection included) as one kernel call; inputs checked by the caller.
@@ -407,11 +405,10 @@ def render_fused(cloud: SplatCloud, view: torch.Tensor, K: torch.Tensor, proj: t
     depth = torch.empty(b, height, width, dtype=torch.float32)
     valid = torch.empty(b, height, width, dtype=torch.bool)
     render_select_fused_cpu(
-        cloud.xyz.numpy(), cloud.rgb.numpy(), view.contiguous().numpy(), K.contiguous().numpy(),
-        proj.contiguous().numpy(), fr.numpy(), cloud.chunk_center.numpy(), cloud.chunk_radius.numpy(),
-        cloud.chunk_frame.numpy(), cloud.chunk_voxel0.numpy(), cloud.chunk_levels.numpy(),
-        cloud.level_start.contiguous().numpy(), cloud.level_count.contiguous().numpy(), cloud.block_center.numpy(),
-        cloud.block_radius.numpy(), int(height), int(width), np.float32(cfg.near), np.float32(cfg.far),
+        *(_np(t) for t in (cloud.xyz, cloud.rgb, view, K, proj, fr, cloud.chunk_center, cloud.chunk_radius,
+                           cloud.chunk_frame, cloud.chunk_voxel0, cloud.chunk_levels, cloud.level_start,
+                           cloud.level_count, cloud.block_center, cloud.block_radius)),
+        int(height), int(width), np.float32(cfg.near), np.float32(cfg.far),
         np.float32(cfg.lod_target_px), np.float32(1.0 + cfg.depth_tolerance), cfg.depth_tolerance > 0,
         int(cfg.fill_radius), np.float32(1.0 + cfg.leak_threshold), bool(cfg.fill_holes), rgb.numpy(),
         depth.numpy(), valid.numpy())

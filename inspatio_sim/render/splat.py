@@ -56,7 +56,7 @@ class RenderConfig:
     fill_radius: int = 1
     leak_threshold: float = 0.05
     fill_holes: bool = True
-    backend: str = "auto"  # torch (eager reference) | fused (compiled kernel: numba on CPU) | auto (fastest on the device)
+    backend: str = "auto"  # torch (eager reference) | fused (compiled kernel, numba on CPU) | auto (fastest on device)
     threads: str = "auto"  # CPU threads of torch and numba: auto (the CPUs free of other work, re-measured) | N
 
     def validate(self) -> None:
