@@ -176,7 +176,7 @@ def render(
         colour = acc[:3, :n_pix] / acc[3:, :n_pix].clamp(min=1.0)
     else:
         point = block.index_select(0, win[:n_pix] // p) * p + win[:n_pix] % p
-        colour = cloud.rgb.reshape(3, -1).index_select(1, point)
+        colour = cloud.rgb.reshape(3, -1).index_select(1, point) * hit[:n_pix]  # 0 where nothing was drawn
     depth, hit = zmin[:n_pix], hit[:n_pix]
     color = colour.reshape(3, b, height, width).transpose(0, 1)
     depth = depth.reshape(b, 1, height, width)

@@ -26,6 +26,7 @@ CONFIGS = {
     "raw": RenderConfig(fill_radius=0, fill_holes=False),
     "hard_z": RenderConfig(depth_tolerance=0.0),
     "wide_fill": RenderConfig(fill_radius=2, leak_threshold=0.01),
+    "hard_z_raw": RenderConfig(depth_tolerance=0.0, fill_radius=0, fill_holes=False),
 }
 
 
