@@ -25,6 +25,7 @@ import torch
 from numba import njit, prange
 
 from inspatio_sim.render.splat import RenderOutput
+from inspatio_sim.render.threads import POLICY
 from inspatio_sim.world.splats import LOD_STEP
 
 if TYPE_CHECKING:
@@ -41,14 +42,14 @@ _INF = np.float32(np.inf)
 _LOG_LOD_STEP = math.log(LOD_STEP)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _fma(acc: np.float32, x: np.float32, m: np.float32) -> np.float32:
     """``acc + x * m`` rounded once to float32, as torch's vectorised CPU ``addcmul`` (a fused multiply-add):
     the float64 product of two float32 is exact, so only the sum is rounded (then to float32)."""
     return np.float32(np.float64(acc) + np.float64(x) * np.float64(m))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _min_max_1d(src: np.ndarray, dst: np.ndarray, n: int, stride: int, offset: int, r: int, use_min: bool) -> None:
     """Window (``2r+1``, clipped) min or max of ``src`` along one axis of ``n`` samples at ``offset + i * stride``
     of the flat arrays, written to ``dst``."""
@@ -66,7 +67,7 @@ def _min_max_1d(src: np.ndarray, dst: np.ndarray, n: int, stride: int, offset: i
         dst[offset + i * stride] = s
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _add_1d(src: np.ndarray, dst: np.ndarray, n: int, stride: int, offset: int, r: int) -> None:
     """Window (``2r+1``, clipped) sum along one axis, in the torch path's order: ``x[i] + x[i+1] + x[i-1] +
     x[i+2] + x[i-2] ...`` (left to right), terms outside the axis skipped."""
@@ -81,7 +82,7 @@ def _add_1d(src: np.ndarray, dst: np.ndarray, n: int, stride: int, offset: int, 
         dst[offset + i * stride] = s
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _box_min_then_max(depth: np.ndarray, h: int, w: int, r: int, tmp: np.ndarray, out: np.ndarray) -> None:
     """``out = max-filter(min-filter(depth))`` over clipped ``(2r+1)^2`` windows (separable: rows, then columns),
     flat ``(h * w,)`` arrays."""
@@ -95,7 +96,7 @@ def _box_min_then_max(depth: np.ndarray, h: int, w: int, r: int, tmp: np.ndarray
         _min_max_1d(tmp, out, w, 1, i * w, r, False)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _push_pull(colour: np.ndarray, weight: np.ndarray, h: int, w: int) -> None:
     """Fill pixels of zero ``weight (h*w,)`` of ``colour (3, h*w)`` in place by push-pull, as the torch path's
     ``_push_pull`` (pyramid of 2x2 weighted sums down, bilinear 2x upsampling back up)."""
@@ -168,7 +169,7 @@ def _push_pull(colour: np.ndarray, weight: np.ndarray, h: int, w: int) -> None:
                     fine[k, p] = r0 + _QUARTER * (r1 - r0)  # then columns
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _sphere_in_frustum(x: np.float32, y: np.float32, z: np.float32, r: np.float32, bound: np.ndarray,
                        slack: np.ndarray, near: np.float32, far: np.float32) -> bool:
     """The torch path's ``_in_frustum`` for one camera-frame sphere."""
@@ -186,7 +187,7 @@ def _sphere_in_frustum(x: np.float32, y: np.float32, z: np.float32, r: np.float3
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _select_camera(view: np.ndarray, k: np.ndarray, height: int, width: int, frame: int, chunk_center: np.ndarray,
                    chunk_radius: np.ndarray, chunk_frame: np.ndarray, chunk_voxel0: np.ndarray,
                    chunk_levels: np.ndarray, level_start: np.ndarray, level_count: np.ndarray,
@@ -238,7 +239,7 @@ def _select_camera(view: np.ndarray, k: np.ndarray, height: int, width: int, fra
     return out[:n]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _render_camera(xyz: np.ndarray, rgb: np.ndarray, blocks: np.ndarray, a: np.ndarray, height: int, width: int,
                    near: np.float32, far: np.float32, tol1: np.float32, soft: bool, fill_r: int, leak1: np.float32,
                    fill_holes: bool, out_rgb: np.ndarray, out_depth: np.ndarray, out_valid: np.ndarray) -> None:
@@ -249,7 +250,6 @@ def _render_camera(xyz: np.ndarray, rgb: np.ndarray, blocks: np.ndarray, a: np.n
     umax = np.float32(width - 0.5)
     vmax = np.float32(height - 0.5)
     lo = np.float32(-0.5)
-    wf = np.float32(width)
     zbest = np.full(hw, _INF, dtype=np.float32)
     win = np.full(hw, -1, dtype=np.int64)  # winner (block row * P + slot) per pixel
     n = blocks.shape[0]
@@ -267,7 +267,8 @@ def _render_camera(xyz: np.ndarray, rgb: np.ndarray, blocks: np.ndarray, a: np.n
             item = j * p_size + s
             drawn_pix[item] = -1
             if zc > near and zc < far and u > lo and u < umax and v > lo and v < vmax:
-                pix = int(math.floor(v + _HALF) * wf + math.floor(u + _HALF))
+                # u, v > -0.5: the sums are >= 0, where truncation is floor (and cheaper than a floorf call)
+                pix = int(v + _HALF) * width + int(u + _HALF)
                 drawn_pix[item] = pix
                 drawn_z[item] = zc
                 if zc < zbest[pix]:
@@ -355,7 +356,7 @@ def _render_camera(xyz: np.ndarray, rgb: np.ndarray, blocks: np.ndarray, a: np.n
         out_depth[y, x] = depth[p] if valid[p] else _ZERO
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def render_select_fused_cpu(xyz: np.ndarray, rgb: np.ndarray, view: np.ndarray, kmat: np.ndarray, proj: np.ndarray,
                             frames: np.ndarray, chunk_center: np.ndarray, chunk_radius: np.ndarray,
                             chunk_frame: np.ndarray, chunk_voxel0: np.ndarray, chunk_levels: np.ndarray,
@@ -412,4 +413,5 @@ def render_fused(cloud: SplatCloud, view: torch.Tensor, K: torch.Tensor, proj: t
         np.float32(cfg.lod_target_px), np.float32(1.0 + cfg.depth_tolerance), cfg.depth_tolerance > 0,
         int(cfg.fill_radius), np.float32(1.0 + cfg.leak_threshold), bool(cfg.fill_holes), rgb.numpy(),
         depth.numpy(), valid.numpy())
+    POLICY.resync()
     return RenderOutput(rgb=rgb, depth=depth, valid=valid)

@@ -132,13 +132,19 @@ class ThreadPolicy:
         """Set torch's and numba's thread counts from ``setting`` (``auto`` or N); return the count used."""
         fixed = parse_threads(setting)
         n = fixed if fixed is not None else self.auto_threads()
-        if n != self._applied:
-            torch.set_num_threads(n)
-            self._applied = n
+        self._applied = n
+        self.resync()
         numba = sys.modules.get("numba")  # per calling thread; numba is loaded by the fused backend
         if numba is not None:
             numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
         return n
+
+
+    def resync(self) -> None:
+        """Set torch's pool back to the chosen count: numba's OpenMP layer shares libgomp with torch, and its
+        first parallel launch in a thread resets the OpenMP thread count to numba's own."""
+        if self._applied and torch.get_num_threads() != self._applied:
+            torch.set_num_threads(self._applied)
 
 
 POLICY = ThreadPolicy()
