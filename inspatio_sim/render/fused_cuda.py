@@ -44,8 +44,9 @@ def _simulated() -> bool:
     return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
 
 
+@cache
 def cuda_unavailable() -> str | None:
-    """``None`` when the fused CUDA kernels can run here, else why not."""
+    """``None`` when the fused CUDA kernels can run here, else why not (looked up once per process)."""
     if not _simulated() and not torch.cuda.is_available():
         return "no CUDA device on this machine"
     try:
