@@ -386,7 +386,7 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 def render_fused(cloud: SplatCloud, view: torch.Tensor, K: torch.Tensor, proj: torch.Tensor,
-                 frames: torch.Tensor | None, height: int, width: int, cfg: RenderConfig) -> RenderOutput:
+                 frames: torch.Tensor | None, height: int, width: int, cfg: RenderConfig) -> RenderOutput | None:
     """The whole pipeline (block selection included) as one kernel call; inputs checked by the caller.
 
     Args:
@@ -395,6 +395,8 @@ def render_fused(cloud: SplatCloud, view: torch.Tensor, K: torch.Tensor, proj: t
         K: ``(B, 3, 3)`` float32 intrinsics.
         proj: ``(B, 3, 4)`` float32 ``K @ view``.
         frames: ``(B,)`` int64 video frame per camera, or ``None`` (static content only).
+
+    Returns ``None`` only on CUDA under ``render.backend=auto`` when the kernels failed (the caller falls back).
     """
     if cloud.device.type == "cuda":
         from inspatio_sim.render.fused_cuda import render_fused_cuda

@@ -25,6 +25,7 @@ tests/render/test_fused_cuda.py) against the torch path; on a real GPU it is exe
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -44,9 +45,17 @@ def _simulated() -> bool:
     return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
 
 
-@cache
+_failed: list[str] = []
+"""Why the kernels failed at their first use in this process (e.g. no NVVM to compile them), if they did."""
+
+
 def cuda_unavailable() -> str | None:
-    """``None`` when the fused CUDA kernels can run here, else why not (looked up once per process)."""
+    """``None`` when the fused CUDA kernels can run here, else why not."""
+    return _failed[0] if _failed else _cuda_unavailable()
+
+
+@cache
+def _cuda_unavailable() -> str | None:
     if not _simulated() and not torch.cuda.is_available():
         return "no CUDA device on this machine"
     try:
@@ -89,16 +98,31 @@ def _launch(kernel: Any, n: int, *args: Any) -> None:
 
 
 def render_fused_cuda(cloud: SplatCloud, view: torch.Tensor, K: torch.Tensor, proj: torch.Tensor,
-                      frames: torch.Tensor | None, height: int, width: int, cfg: RenderConfig) -> RenderOutput:
+                      frames: torch.Tensor | None, height: int, width: int,
+                      cfg: RenderConfig) -> RenderOutput | None:
     """The fused pipeline on CUDA (or on CPU tensors under numba's CUDA simulator); arguments as
-    :func:`inspatio_sim.render.fused.render_fused`."""
-    from inspatio_sim.render.splat import RenderOutput, _select_blocks
+    :func:`inspatio_sim.render.fused.render_fused`. ``None`` when the kernels failed under ``render.backend=auto``
+    (logged once; the caller renders with the torch path, as will later calls)."""
+
+    from inspatio_sim.errors import RenderError
 
     why = cuda_unavailable()
     if why is not None:
-        from inspatio_sim.errors import RenderError
-
         raise RenderError(f"render.backend=fused is not available on device '{cloud.device}': {why}")
+    try:
+        return _render(cloud, view, K, proj, frames, height, width, cfg)
+    except Exception as e:  # compiling or launching the kernels failed (driver, NVVM): say so once, then fall back
+        if cfg.backend != "auto":
+            raise RenderError(f"render.backend=fused failed on device '{cloud.device}': {e}") from e
+        _failed.append(f"the fused CUDA kernels failed ({type(e).__name__}: {e})")
+        logging.getLogger(__name__).warning("%s; rendering with render.backend=torch", _failed[0])
+        return None
+
+
+def _render(cloud: SplatCloud, view: torch.Tensor, K: torch.Tensor, proj: torch.Tensor,
+            frames: torch.Tensor | None, height: int, width: int, cfg: RenderConfig) -> RenderOutput:
+    from inspatio_sim.render.splat import RenderOutput, _select_blocks
+
     k = _kernels()
     dev = cloud.device
     b = proj.shape[0]

@@ -131,7 +131,9 @@ def render(
     if backend == "fused":
         from inspatio_sim.render.fused import render_fused
 
-        return render_fused(cloud, view, K_t, proj, frames_t, height, width, cfg)
+        out = render_fused(cloud, view, K_t, proj, frames_t, height, width, cfg)
+        if out is not None:
+            return out
     cam, block = _select_blocks(cloud, view, K_t, height, width, frames_t, cfg)  # (N,) each
     p = cloud.block_size
     # the selected blocks as rows of the (3 * blocks, P) coordinate-major arrays: a row gather (dim 0) is a plain

@@ -68,3 +68,21 @@ def test_cuda_fused_matches_torch_path():
         assert torch.equal(a.valid, b.valid)
         torch.testing.assert_close(a.depth, b.depth, rtol=1e-5, atol=0.0)
         assert psnr(a.rgb.cpu().numpy().reshape(-1, w, 3), b.rgb.cpu().numpy().reshape(-1, w, 3)) >= 60.0
+
+
+def test_kernel_failure_falls_back_under_auto_and_is_one_error_under_fused(monkeypatch):
+    from inspatio_sim.errors import RenderError
+    from inspatio_sim.render import fused_cuda
+
+    def broken(*args):
+        raise RuntimeError("libNVVM cannot be found")
+
+    monkeypatch.setattr(fused_cuda, "_failed", [])
+    monkeypatch.setattr(fused_cuda, "_cuda_unavailable", lambda: None)
+    monkeypatch.setattr(fused_cuda, "_render", broken)
+    args = (type("Cloud", (), {"device": "cuda"})(), None, None, None, None, 4, 4)
+    with pytest.raises(RenderError, match=r"render\.backend=fused failed on device .*libNVVM"):
+        fused_cuda.render_fused_cuda(*args, RenderConfig(backend="fused"))
+    assert fused_cuda.cuda_unavailable() is None
+    assert fused_cuda.render_fused_cuda(*args, RenderConfig(backend="auto")) is None
+    assert "libNVVM" in fused_cuda.cuda_unavailable()  # later calls go straight to the torch path
