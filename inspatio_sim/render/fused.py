@@ -18,11 +18,13 @@ Parallelism: cameras of a batch are rendered in parallel (``prange``); the threa
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from inspatio_sim.render.splat import RenderOutput
 from inspatio_sim.render.threads import POLICY
@@ -42,11 +44,20 @@ _INF = np.float32(np.inf)
 _LOG_LOD_STEP = math.log(LOD_STEP)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def _fma(acc: np.float32, x: np.float32, m: np.float32) -> np.float32:
-    """``acc + x * m`` rounded once to float32, as torch's vectorised CPU ``addcmul`` (a fused multiply-add):
-    the float64 product of two float32 is exact, so only the sum is rounded (then to float32)."""
-    return np.float32(np.float64(acc) + np.float64(x) * np.float64(m))
+@intrinsic
+def _fma(typingctx: Any, acc: Any, x: Any, m: Any) -> Any:
+    """``acc + x * m`` rounded once (float32 fused multiply-add, LLVM ``llvm.fma``), as torch's vectorised CPU
+    ``addcmul``: one hardware instruction where the CPU has FMA."""
+    if not all(t == types.float32 for t in (acc, x, m)):
+        return None
+    sig = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        f32 = ir.FloatType()
+        fn = builder.module.declare_intrinsic("llvm.fma", [f32], ir.FunctionType(f32, [f32, f32, f32]))
+        return builder.call(fn, [args[1], args[2], args[0]])
+
+    return sig, codegen
 
 
 @njit(cache=True, error_model="numpy", inline="always")
