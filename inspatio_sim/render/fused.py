@@ -93,16 +93,51 @@ def _add_1d(src: np.ndarray, dst: np.ndarray, n: int, stride: int, offset: int, 
         dst[offset + i * stride] = s
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _min_max_rows(src: np.ndarray, dst: np.ndarray, h: int, w: int, r: int, use_min: bool) -> None:
+    """Window (``2r+1``, clipped) min or max along H of flat ``(h * w,)`` arrays, a whole row at a time (contiguous
+    inner loops)."""
+    for i in range(h):
+        base = i * w
+        for j in range(w):
+            dst[base + j] = src[base + j]
+        for k in range(max(i - r, 0), min(i + r, h - 1) + 1):
+            o = k * w
+            if use_min:
+                for j in range(w):
+                    dst[base + j] = min(dst[base + j], src[o + j])
+            else:
+                for j in range(w):
+                    dst[base + j] = max(dst[base + j], src[o + j])
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _add_rows(src: np.ndarray, dst: np.ndarray, h: int, w: int, r: int) -> None:
+    """:func:`_add_1d` along H for every column, a whole row at a time (the same order of terms per pixel)."""
+    rr = min(r, h - 1)
+    for i in range(h):
+        base = i * w
+        for j in range(w):
+            dst[base + j] = src[base + j]
+        for k in range(1, rr + 1):
+            if i + k < h:
+                o = (i + k) * w
+                for j in range(w):
+                    dst[base + j] = dst[base + j] + src[o + j]
+            if i - k >= 0:
+                o = (i - k) * w
+                for j in range(w):
+                    dst[base + j] = dst[base + j] + src[o + j]
+
+
 @njit(cache=True, error_model="numpy")
 def _box_min_then_max(depth: np.ndarray, h: int, w: int, r: int, tmp: np.ndarray, out: np.ndarray) -> None:
     """``out = max-filter(min-filter(depth))`` over clipped ``(2r+1)^2`` windows (separable: rows, then columns),
     flat ``(h * w,)`` arrays."""
-    for j in range(w):  # along H (stride w)
-        _min_max_1d(depth, tmp, h, w, j, r, True)
+    _min_max_rows(depth, tmp, h, w, r, True)  # along H
     for i in range(h):  # along W (stride 1)
         _min_max_1d(tmp, out, w, 1, i * w, r, True)
-    for j in range(w):
-        _min_max_1d(out, tmp, h, w, j, r, False)
+    _min_max_rows(out, tmp, h, w, r, False)
     for i in range(h):
         _min_max_1d(tmp, out, w, 1, i * w, r, False)
 
@@ -329,8 +364,7 @@ def _render_camera(xyz: np.ndarray, rgb: np.ndarray, blocks: np.ndarray, a: np.n
             weighted[3, p] = g
         mean = np.empty((4, hw), dtype=np.float32)
         for k in range(4):  # along H, then W
-            for j in range(width):
-                _add_1d(weighted[k], tmp, height, width, j, fill_r)
+            _add_rows(weighted[k], tmp, height, width, fill_r)
             for i in range(height):
                 _add_1d(tmp, mean[k], width, 1, i * width, fill_r)
         for p in range(hw):
