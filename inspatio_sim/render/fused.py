@@ -462,3 +462,16 @@ def render_fused(cloud: SplatCloud, view: torch.Tensor, K: torch.Tensor, proj: t
         depth.numpy(), valid.numpy())
     POLICY.resync()
     return RenderOutput(rgb=rgb, depth=depth, valid=valid)
+
+
+def warm_up() -> None:
+    """Compile the CPU kernel (and write numba's cache) now, with one point and one small camera: the first render of
+    a fresh install otherwise pays the 20-60 s compilation (the test suite calls this once before any subprocess, so
+    child processes load the cache instead of compiling at the same time)."""
+    from inspatio_sim.render.splat import RenderConfig, render
+    from inspatio_sim.world.splats import build_lod_cloud
+
+    cloud = build_lod_cloud(torch.tensor([[0.0, 0.0, 2.0]]), torch.tensor([[128.0, 128.0, 128.0]]), torch.ones(1),
+                            voxel0=0.01, num_levels=1, chunk_size=1.0)
+    K = np.array([[8.0, 0.0, 3.5], [0.0, 8.0, 3.5], [0.0, 0.0, 1.0]])
+    render(cloud, np.eye(4)[None], K, 8, 8, config=RenderConfig(backend="fused"))
