@@ -36,6 +36,7 @@ from inspatio_sim.viewer.session import POLICIES, TASKS, VIEWS, ViewerSession
 log = logging.getLogger(__name__)
 
 MIN_IDLE_S = 0.005
+DISPLAY_WIDTH = 320  # cameras narrower than this are shown enlarged by an integer factor (pixels)
 _PIXEL = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
 KEYBOARD_JS = """if(!window.__inspatioKeys){window.__inspatioKeys=1;
 var api=location.protocol+'//'+location.hostname+':__API__/api/key',held={};
@@ -172,6 +173,7 @@ class ViewerApp:
         self.api_url = f"http://{host}:{self.api_port}"
         self._shown = -1
         self._scene_at = 0.0
+        self.display_scale = max(1, DISPLAY_WIDTH // session.sim.camera.width)  # small cameras shown enlarged
         self._build_gui()
         self._build_scene()
         self.server.on_client_connect(self._on_connect)
@@ -182,7 +184,7 @@ class ViewerApp:
         gui = self.server.gui
         s = self.session
         gui.configure_theme(control_width="large")
-        self.image = gui.add_image(s.view("rgb"), label="camera", format="png")
+        self.image = gui.add_image(self._display(s.view("rgb")), label="camera", format="png")
         self.view_select = gui.add_dropdown("view", VIEWS, initial_value="rgb")
         self.view_select.on_update(lambda _: self._set_view(self.view_select.value))
         self.stats = gui.add_markdown(self._stats_text())
@@ -200,6 +202,11 @@ class ViewerApp:
         self.record.on_update(lambda _: s.command("record", self.record.value))
         self.map = gui.add_image(s.top_down(), label="map (floor light, agent red, goal green)", format="png")
 
+    def _display(self, img: np.ndarray) -> np.ndarray:
+        """``img`` enlarged by :attr:`display_scale` (nearest pixel: each camera pixel stays visible as it is)."""
+        k = self.display_scale
+        return img if k == 1 else np.repeat(np.repeat(img, k, axis=0), k, axis=1)
+
     def _set_view(self, name: str) -> None:
         if name in VIEWS:
             self.view = name
@@ -212,6 +219,12 @@ class ViewerApp:
         world = sim.world
         pts, col = world_points(world, int(self.settings.max_points))
         scene.add_point_cloud("/world/points", pts, col, point_size=0.03)
+        if len(pts):  # look at the World from above one corner of its bounding box
+            lo, hi = np.percentile(pts, 2, axis=0), np.percentile(pts, 98, axis=0)
+            centre, extent = (lo + hi) / 2, float(np.max(hi - lo))
+            self.server.initial_camera.look_at = tuple(float(v) for v in centre)
+            self.server.initial_camera.position = tuple(float(v) for v in
+                                                        centre + np.array([-0.7, -0.7, 0.9]) * extent)
         path = world.poses[:, :3, 3].float().cpu().numpy()
         if len(path) > 1:
             segs = np.stack([path[:-1], path[1:]], axis=1)
@@ -259,7 +272,8 @@ class ViewerApp:
     def state(self) -> dict[str, Any]:
         """The session's state plus the page's (view, clients, URLs)."""
         st = self.session.state()
-        st.update(view=self.view, clients=len(self.server.get_clients()), shown_frame_id=self._shown, url=self.url)
+        st.update(view=self.view, clients=len(self.server.get_clients()), shown_frame_id=self._shown, url=self.url,
+                  display_scale=self.display_scale)
         return st
 
     # -- serving -------------------------------------------------------------------------------------------------
@@ -272,7 +286,7 @@ class ViewerApp:
                 self.session.tick()
                 if self.session.frame_id != self._shown:
                     self._shown = self.session.frame_id
-                    self.image.image = self.session.view(self.view)
+                    self.image.image = self._display(self.session.view(self.view))
                     if t0 - self._scene_at > 0.2:
                         self._scene_at = t0
                         self._update_scene()

@@ -17,7 +17,8 @@ from inspatio_sim.errors import ConfigError
 CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 CHROMEDRIVER = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
 
-# The camera image is the first <img> of the panel whose natural size is the camera's (viser sends it as a blob).
+# The camera image is the first <img> of the panel whose natural size is the camera's times the display scale (viser
+# sends it as a blob).
 CAMERA_JS = """var w=arguments[0],h=arguments[1];var imgs=[].slice.call(document.querySelectorAll('img'));
 for(var i=0;i<imgs.length;i++){var m=imgs[i];if(m.naturalWidth===w&&m.naturalHeight===h&&m.src.indexOf('blob:')===0)
 return m;}return null;"""
@@ -92,7 +93,8 @@ def wait_for(fn: Any, timeout: float, what: str, poll: float = 0.05) -> Any:
 
 
 def camera_image(driver: Any, width: int, height: int, timeout: float = 30.0) -> Any:
-    """The page's camera ``<img>`` element (waits until viser has shown it)."""
+    """The page's camera ``<img>`` element (waits until viser has shown it); ``width`` x ``height`` is its size
+    in the page: the camera's times ``display_scale`` of the state."""
     return wait_for(lambda: driver.execute_script(CAMERA_JS, width, height), timeout, "the camera image")
 
 
@@ -122,7 +124,8 @@ def measure(app: Any, seconds: float = 10.0, trials: int = 8) -> dict[str, float
     driver = make_driver()
     try:
         driver.get(app.url)
-        img = camera_image(driver, st["width"], st["height"])
+        k = st["display_scale"]
+        img = camera_image(driver, st["width"] * k, st["height"] * k)
         focus_page(driver)
         driver.execute_script(OBSERVE_JS, img)
         actions = ActionChains(driver)

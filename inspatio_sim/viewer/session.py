@@ -405,7 +405,7 @@ class ViewerSession:
                 state[k] = self.last_info[k].item()
         self._snapshot = state
 
-    def top_down(self, size: int = 192) -> np.ndarray:
+    def top_down(self, size: int = 256) -> np.ndarray:
         """The navigation map ``(size, size', 3)`` uint8: traversable floor light, the rest dark, the trail blue,
         the agent red with its heading, the PointNav goal green (x right, y up)."""
         with self.lock:
@@ -432,7 +432,7 @@ class ViewerSession:
                 rr, cc = round(r - s * math.sin(yaw)), round(c + s * math.cos(yaw))
                 if 0 <= rr < rows and 0 <= cc < cols:
                     img[rr, cc] = (230, 0, 0)
-            scale = max(1, size // max(rows, cols))
+            scale = max(1, round(size / max(rows, cols)))
             return np.kron(img, np.ones((scale, scale, 1), np.uint8))
 
     # -- recording -----------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from inspatio_sim.viewer import browser as B
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "out" / "test-artifacts"
-W, H = 64, 48
+W, H = 64 * 5, 48 * 5  # the 64x48 camera as the page shows it (enlarged x5 to 320 pixels wide)
 START_TIMEOUT = 240.0  # the World build of a loaded 2-core machine
 
 
@@ -66,8 +66,8 @@ class Server:
 
     def __init__(self, tmp: Path) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-        cmd = [sys.executable, "-m", "inspatio_sim.cli", "view", "scene=small", f"render.camera.width={W}",
-               f"render.camera.height={H}", f"viewer.port={_free_port_pair()}", "viewer.max_points=3000", "viewer.fps=10",
+        cmd = [sys.executable, "-m", "inspatio_sim.cli", "view", "scene=small", "render.camera.width=64",
+               "render.camera.height=48", f"viewer.port={_free_port_pair()}", "viewer.max_points=3000", "viewer.fps=10",
                f"viewer.out={tmp}"]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True)
