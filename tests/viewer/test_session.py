@@ -31,6 +31,8 @@ def _session(tmp_path: Path, *extra: str, **settings) -> ViewerSession:
 
 def _steps(s: ViewerSession, n: int) -> None:
     for _ in range(n):
+        for k in list(s.held):  # as the page does every 150 ms while a key is down
+            s.key(k, True)
         s.tick()
 
 
@@ -155,6 +157,22 @@ def test_recording_writes_the_shown_frames(world, tmp_path: Path) -> None:
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
     assert int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 32
     cap.release()
+    s.close()
+
+
+def test_recording_a_bag(world, tmp_path: Path) -> None:
+    pytest.importorskip("rosbags", reason="the ros extra (rosbags) is not installed")
+    from rosbags.highlevel import AnyReader
+
+    s = _session(tmp_path, record_bag=True)
+    s.command("record", True)
+    s.key("w", True)
+    _steps(s, 3)
+    s.set_recording(False)
+    bag = next(tmp_path.glob("view-*/view-*.mcap")).parent
+    with AnyReader([bag]) as reader:
+        topics = [c.topic for c, _, _ in reader.messages()]
+    assert topics.count("/camera/image_raw") == 4 and topics.count("/odom") == 4 and "/tf_static" in topics
     s.close()
 
 
