@@ -205,6 +205,7 @@ def build_parser(keys_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--measure", action="store_true",
                    help="drive the page in headless Chromium, print frames/s and key-to-image latency, exit")
     p.add_argument("--seconds", type=float, default=10.0, help="seconds of driving for --measure (default 10)")
+    p.add_argument("--screenshot", metavar="FILE", help="save a PNG of the page in headless Chromium and exit")
     return parser
 
 

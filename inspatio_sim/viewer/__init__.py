@@ -30,7 +30,8 @@ def viewer_settings(cfg: DictConfig) -> Any:
 
 
 def run_view(args: argparse.Namespace, cfg: DictConfig) -> int:
-    """``inspatio-sim view``: build the World, serve the page until Ctrl-C (``--measure``: measure, print, exit)."""
+    """``inspatio-sim view``: build the World, serve the page until Ctrl-C (``--measure``: measure, print, exit;
+    ``--screenshot FILE``: drive a little in headless Chromium, save a PNG of the page, exit)."""
     try:
         import viser  # noqa: F401
     except ImportError as e:
@@ -49,6 +50,17 @@ def run_view(args: argparse.Namespace, cfg: DictConfig) -> int:
     if settings.policy != "keyboard":
         session.set_policy(settings.policy)
     app = ViewerApp(session, settings)
+    if getattr(args, "screenshot", None):
+        from inspatio_sim.paths import check_output_path
+        from inspatio_sim.viewer.browser import screenshot
+
+        check_output_path(args.screenshot, "file", what="--screenshot")
+        app.start()
+        try:
+            print(f"wrote {screenshot(app, str(args.screenshot))}")
+        finally:
+            app.close()
+        return 0
     if getattr(args, "measure", False):
         from inspatio_sim.viewer.browser import measure
 

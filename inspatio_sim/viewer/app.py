@@ -188,6 +188,7 @@ class ViewerApp:
         self.view_select = gui.add_dropdown("view", VIEWS, initial_value="rgb")
         self.view_select.on_update(lambda _: self._set_view(self.view_select.value))
         self.stats = gui.add_markdown(self._stats_text())
+        self.map = gui.add_image(s.top_down(), label="map (floor light, agent red, goal green)", format="png")
         gui.add_html(keyboard_html(self.api_port))
         drive = gui.add_button_group("drive", ("W", "S", "A", "D", "Q", "E"))
         drive.on_click(lambda ev: s.command("press", ev.target.value.lower()))
@@ -200,7 +201,6 @@ class ViewerApp:
         self.policy_select.on_update(lambda _: s.command("policy", self.policy_select.value))
         self.record = gui.add_checkbox("record (mp4)", initial_value=False)
         self.record.on_update(lambda _: s.command("record", self.record.value))
-        self.map = gui.add_image(s.top_down(), label="map (floor light, agent red, goal green)", format="png")
 
     def _display(self, img: np.ndarray) -> np.ndarray:
         """``img`` enlarged by :attr:`display_scale` (nearest pixel: each camera pixel stays visible as it is)."""
@@ -255,7 +255,8 @@ class ViewerApp:
     def _stats_text(self) -> str:
         st = self.session.state()
         x, y, z = st["position"]
-        lines = [f"**{st['fps']:.1f} frames/s**, step {st['step_ms']:.1f} ms; {st['width']}x{st['height']}, "
+        rate = f"**{st['fps']:.1f} frames/s**" if st["fps"] > 0 else "**at rest**"
+        lines = [f"{rate}, step {st['step_ms']:.1f} ms; {st['width']}x{st['height']}, "
                  f"model {st['model']}, {st['action_model']}",
                  f"pose ({x:.2f}, {y:.2f}, {z:.2f}) m, yaw {np.degrees(st['yaw']):.0f} deg; t {st['time']:.1f} s",
                  f"episode {st['episode']}, step {st['steps']}, return {st['return']:.2f}"

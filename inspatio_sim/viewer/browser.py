@@ -169,3 +169,44 @@ def _at_rest(driver: Any, app: Any) -> bool:
     times = driver.execute_script("return window.__camTimes;")
     now = driver.execute_script("return performance.now();")
     return not times or now - times[-1] > 400
+
+
+def screenshot(app: Any, path: str, drive_s: float = 3.0, width: int = 1280, height: int = 1040) -> str:
+    """Open ``app``'s page in headless Chromium, hold W (turning with A after a collision) for ``drive_s``
+    seconds so the trail shows, dismiss notifications, and save a PNG of the window to ``path``."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    st = get_state(app.api_url)
+    driver = make_driver(width, height)
+    try:
+        driver.get(app.url)
+        k = st["display_scale"]
+        camera_image(driver, st["width"] * k, st["height"] * k)
+        focus_page(driver)
+        actions = ActionChains(driver)
+        actions.key_down("w").perform()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < drive_s:
+            time.sleep(0.3)
+            if get_state(app.api_url).get("collided"):
+                actions.key_down("a").perform()
+                time.sleep(0.4)
+                actions.key_up("a").perform()
+        actions.key_up("w").perform()
+        time.sleep(1.0)
+        driver.execute_script("document.querySelectorAll('.mantine-Notification-root, [class*=Notification]')"
+                              ".forEach(function(n){n.remove();});")
+        time.sleep(0.5)
+        driver.save_screenshot(path)
+        _shrink_png(path)
+    finally:
+        driver.quit()
+    return path
+
+
+def _shrink_png(path: str, max_bytes: int = 300_000) -> None:
+    """Re-save a PNG with a 256-colour palette when it is larger than ``max_bytes`` (README screenshots)."""
+    from PIL import Image
+
+    if os.path.getsize(path) > max_bytes:
+        Image.open(path).convert("RGB").quantize(256).save(path, optimize=True)

@@ -405,7 +405,7 @@ class ViewerSession:
                 state[k] = self.last_info[k].item()
         self._snapshot = state
 
-    def top_down(self, size: int = 256) -> np.ndarray:
+    def top_down(self, size: int = 200) -> np.ndarray:
         """The navigation map ``(size, size', 3)`` uint8: traversable floor light, the rest dark, the trail blue,
         the agent red with its heading, the PointNav goal green (x right, y up)."""
         with self.lock:

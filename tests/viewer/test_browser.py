@@ -68,6 +68,7 @@ class Server:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
         cmd = [sys.executable, "-m", "inspatio_sim.cli", "view", "scene=small", "render.camera.width=64",
                "render.camera.height=48", f"viewer.port={_free_port_pair()}", "viewer.max_points=3000", "viewer.fps=10",
+               "viewer.key_timeout=2",
                f"viewer.out={tmp}"]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True)

@@ -26,6 +26,7 @@ def world():
 
 
 def _session(tmp_path: Path, *extra: str, **settings) -> ViewerSession:
+    settings.setdefault("key_timeout", 60.0)  # a loaded machine: held keys must not expire between two steps
     return ViewerSession([*OVERRIDES, *extra], replace(ViewerConfig(), out=str(tmp_path), **settings))
 
 
