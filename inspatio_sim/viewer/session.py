@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from inspatio_sim.errors import ConfigError, InSpatioError
 
@@ -40,46 +39,45 @@ DISCRETE_KEY_ACTION = {"s": 0, "w": 1, "a": 2, "d": 3, "q": 4, "e": 5}  # index 
 
 
 class Policy:
-    """What "play policy" runs: ``act(obs) -> action`` in the environment's action space (one agent)."""
+    """What "play policy" runs, bound to the session's one-agent vector environment (the interface of
+    ``policies.base.Policy``): ``act(obs, info)`` with the batched (``B = 1``) observation and ``info`` the
+    environment returned gives batched actions; ``reset(mask)`` when new episodes begin."""
 
-    def act(self, obs: dict[str, np.ndarray]) -> Any:  # pragma: no cover - interface
+    def act(self, obs: dict[str, Any], info: dict[str, Any]) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def reset(self) -> None:
-        """A new episode begins."""
+    def reset(self, mask: np.ndarray) -> None:
+        """New episodes begin for the envs in ``mask (B,)``."""
 
 
 class RandomPolicy(Policy):
-    """Uniform random actions from a seeded generator."""
+    """Uniform random actions from a seeded generator (used when the ``policies`` package is not there)."""
 
-    def __init__(self, space: Any, seed: int) -> None:
-        self.space = space
+    def __init__(self, env: Any, seed: int) -> None:
+        self.space = env.action_space
         self.space.seed(seed)
 
-    def act(self, obs: dict[str, np.ndarray]) -> Any:
+    def act(self, obs: dict[str, Any], info: dict[str, Any]) -> Any:
         return self.space.sample()
 
 
 def load_policy(name: str, env: Any, checkpoint: str | None, seed: int) -> Policy:
-    """The policy ``name`` for one agent of ``env``.
+    """The policy ``name`` (``random``, ``oracle``, ``ppo``) bound to ``env`` (a one-agent native vector env).
 
-    ``random`` is built in. Other names (``oracle``, ``ppo``, ...) come from the ``policies`` package when it offers
-    ``policies.make_viewer_policy(name, env, checkpoint=..., seed=...) -> object with act(obs)`` (the hook for learned
-    and scripted policies); otherwise one clear :class:`ConfigError` line.
+    The hook: ``policies.evaluate.make_policy(name, env, seed=, checkpoint=)`` of the ``policies`` package (random,
+    the PointNav / Explore oracles, a PPO checkpoint). Without it, ``random`` is built in here and the others are
+    one clear :class:`ConfigError` line.
     """
-    if name == "random":
-        return RandomPolicy(env.single_action_space, seed)
     try:
-        import policies
-    except ImportError as e:  # pragma: no cover - the package ships with the project
-        raise ConfigError(f"policy '{name}' needs the policies package ({e})") from e
-    make = getattr(policies, "make_viewer_policy", None)
-    if make is None:
-        raise ConfigError(f"policy '{name}' is not available: the policies package offers no make_viewer_policy "
-                          "hook yet; use viewer.policy=random or drive with the keyboard")
-    policy = make(name, env, checkpoint=checkpoint, seed=seed)
+        from policies.evaluate import make_policy
+    except ImportError as e:
+        if name == "random":
+            return RandomPolicy(env, seed)
+        raise ConfigError(f"policy '{name}' needs the policies package's make_policy (policies.evaluate: {e}); "
+                          "use random or the keyboard") from e
+    policy = make_policy(name, env, seed=seed, checkpoint=checkpoint)
     if not callable(getattr(policy, "act", None)):
-        raise ConfigError(f"policies.make_viewer_policy('{name}') returned an object without act(obs)")
+        raise ConfigError(f"policies.evaluate.make_policy('{name}') returned an object without act(obs, info)")
     return policy  # type: ignore[no-any-return]
 
 
@@ -170,11 +168,12 @@ class ViewerSession:
             self.episode_return = 0.0
             self.trail.clear()
             self.pending.clear()
-            if self.policy is not None:
-                self.policy.reset()
             self._take(obs, info, 0.0)
+            if self.policy is not None:
+                self.policy.reset(np.ones(1, bool))
 
     def _take(self, obs: dict[str, np.ndarray], info: dict[str, Any], step_s: float) -> None:
+        self.batch = (obs, info)  # as the environment returned them, for a policy
         self.obs = {k: v[0] for k, v in obs.items()}
         self.last_info = {k: v[0] for k, v in info.items() if not k.startswith("_") and isinstance(v, np.ndarray)
                           and v.dtype != object}
@@ -306,7 +305,7 @@ class ViewerSession:
             if self.paused:
                 return False
             if self.policy is not None:
-                act = self.policy.act(self.obs)
+                act = self.policy.act(*self.batch)
             else:
                 act = self.action()
                 if act is None or (not self.settings.idle_steps and not np.any(act) and self._at_rest()):
@@ -315,8 +314,9 @@ class ViewerSession:
                 self.held.pop(self._press_once, None)
                 del self._press_once
             t0 = time.perf_counter()
-            batched = np.asarray(act)[None] if not isinstance(act, torch.Tensor) else act[None]
-            obs, reward, terminated, truncated, info = self.env.step(batched)
+            if self.policy is None:
+                act = np.asarray(act)[None]  # the keys' action, for the one agent
+            obs, reward, terminated, truncated, info = self.env.step(act)
             self.steps += 1
             self.episode_return += float(reward[0])
             ended = bool(terminated[0] or truncated[0])
@@ -324,9 +324,9 @@ class ViewerSession:
                 self.episode += 1
                 self.episode_return = 0.0
                 self.trail.clear()
-                if self.policy is not None:
-                    self.policy.reset()
             self._take(obs, info, time.perf_counter() - t0)
+            if ended and self.policy is not None:
+                self.policy.reset(np.ones(1, bool))
             if self.recording is not None:
                 self._record_step()
             return True
