@@ -261,6 +261,10 @@ class ViewerApp:
                  f"pose ({x:.2f}, {y:.2f}, {z:.2f}) m, yaw {np.degrees(st['yaw']):.0f} deg; t {st['time']:.1f} s",
                  f"episode {st['episode']}, step {st['steps']}, return {st['return']:.2f}"
                  + (" **paused**" if st["paused"] else "") + (" **recording**" if st["recording"] else "")]
+        if st.get("last_episode"):
+            e = st["last_episode"]
+            lines.append(f"last episode: {e['steps']} steps, return {e['return']:.2f}"
+                         + "".join(f", {k} {e[k]:.2f}" for k in ("success", "spl", "coverage") if k in e))
         if "goal" in st:
             lines.append(f"goal ({st['goal'][0]:.2f}, {st['goal'][1]:.2f})"
                          + (f", success {st['success']:.0f}" if "success" in st else ""))

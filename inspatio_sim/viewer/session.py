@@ -125,6 +125,8 @@ class ViewerSession:
         self.trail: deque[np.ndarray] = deque(maxlen=int(settings.trail))
         self.last_info: dict[str, Any] = {}
         self.episode_return = 0.0
+        self._episode_steps = 0
+        self.last_episode: dict[str, Any] | None = None  # metrics of the last episode that ended by itself
         self.warnings = 0
         self.env: Any = None
         self._world: Any = None  # keeps the shared World alive while the task changes
@@ -166,6 +168,7 @@ class ViewerSession:
             obs, info = self.env.reset(seed=self.seed + self.episode)
             self.episode += 1
             self.episode_return = 0.0
+            self._episode_steps = 0
             self.trail.clear()
             self.pending.clear()
             self._take(obs, info, 0.0)
@@ -318,9 +321,16 @@ class ViewerSession:
                 act = np.asarray(act)[None]  # the keys' action, for the one agent
             obs, reward, terminated, truncated, info = self.env.step(act)
             self.steps += 1
+            self._episode_steps += 1
             self.episode_return += float(reward[0])
             ended = bool(terminated[0] or truncated[0])
-            if ended:  # same_step autoreset: obs is the new episode's first
+            if ended:  # same_step autoreset: obs is the new episode's first; the ended one's metrics are kept
+                final = info.get("final_info") or {}
+                self.last_episode = {"episode": self.episode, "steps": int(self._episode_steps),
+                                     "return": self.episode_return, "terminated": bool(terminated[0]),
+                                     **{k: float(np.asarray(final[k])[0]) for k in ("success", "spl", "coverage")
+                                        if k in final}}
+                self._episode_steps = 0
                 self.episode += 1
                 self.episode_return = 0.0
                 self.trail.clear()
@@ -396,6 +406,7 @@ class ViewerSession:
             "time": float(self.sim.time[0]), "policy": self.policy_name, "step_ms": self.step_ms,
             "return": self.episode_return, "recording": self.recording is not None,
             "last_recording": str(getattr(self, "last_recording", "") or ""),
+            "last_episode": self.last_episode,
         }
         goal = getattr(self.env.task, "goal", None)
         if goal is not None:
