@@ -114,9 +114,10 @@ def measure(app: Any, seconds: float = 10.0, trials: int = 8) -> dict[str, float
     """Drive ``app``'s page in headless Chromium; frames/s the page shows while W is held, and the latency from a
     key-down in the page to the next new camera image (median and max over ``trials`` presses, milliseconds).
 
-    Frames/s: camera image changes in the browser per second over ``seconds`` of holding W (the agent walks,
-    turning back at walls with A). Latency: from the page's keydown handler to the image change, both timed with
-    the browser's ``performance.now()``, from rest (the agent is still, so no image is in flight).
+    Frames/s: camera image changes in the browser per second over ``seconds`` of holding W and A (the agent walks
+    in a circle, so every step shows a new view). Latency: from the page's keydown handler to the image change,
+    both timed with the browser's ``performance.now()``, from rest (the agent is still, so no image is in flight),
+    pressing A and D in turn (a turn always changes the view; a wall can block W).
     """
     from selenium.webdriver.common.action_chains import ActionChains
 
@@ -129,17 +130,9 @@ def measure(app: Any, seconds: float = 10.0, trials: int = 8) -> dict[str, float
         focus_page(driver)
         driver.execute_script(OBSERVE_JS, img)
         actions = ActionChains(driver)
-        actions.key_down("w").perform()
-        t0 = time.monotonic()
-        turns = 0
-        while time.monotonic() - t0 < seconds:
-            time.sleep(0.5)
-            if get_state(app.api_url).get("collided"):
-                actions.key_down("a").perform()
-                time.sleep(0.4)
-                actions.key_up("a").perform()
-                turns += 1
-        actions.key_up("w").perform()
+        actions.key_down("w").key_down("a").perform()  # walk in a circle: every step shows a new view
+        time.sleep(seconds)
+        actions.key_up("w").key_up("a").perform()
         times = driver.execute_script("return window.__camTimes;")
         span = (times[-1] - times[0]) / 1000.0 if len(times) > 1 else 0.0
         page_fps = (len(times) - 1) / span if span > 0 else 0.0
@@ -147,7 +140,7 @@ def measure(app: Any, seconds: float = 10.0, trials: int = 8) -> dict[str, float
         latencies = []
         for k in range(trials):
             wait_for(lambda: _at_rest(driver, app), 10.0, "the agent to stop")
-            key = "w" if k % 2 == 0 else "s"
+            key = "a" if k % 2 == 0 else "d"  # turning always changes the view (a wall may block W/S)
             before = len(driver.execute_script("return window.__camTimes;"))
             actions.key_down(key).perform()
             wait_for(lambda b=before: len(driver.execute_script("return window.__camTimes;")) > b, 10.0,

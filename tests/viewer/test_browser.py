@@ -233,3 +233,13 @@ def test_nonsense_is_one_warning_and_no_crash(server: Server) -> None:
     assert st["warnings"] == warnings + 5
     assert server.proc.poll() is None
     assert sum("WARNING" in line and "viewer:" in line for line in server.lines) >= 5
+
+
+def test_measure_reports_page_rate_and_key_latency(server: Server) -> None:
+    """``view --measure``'s measurement against the running server (short)."""
+    from types import SimpleNamespace
+
+    result = B.measure(SimpleNamespace(url=server.url, api=server.api, api_url=server.api), seconds=3.0, trials=2)
+    assert result["width"] == 64 and result["height"] == 48 and result["model"] == "none"
+    assert 0 < result["page_fps"] < 100, result
+    assert 0 < result["key_to_image_ms_median"] <= result["key_to_image_ms_max"] < 30_000, result
