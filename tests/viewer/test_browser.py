@@ -232,7 +232,8 @@ def test_nonsense_is_one_warning_and_no_crash(server: Server) -> None:
     st = server.state()
     assert st["warnings"] == warnings + 5
     assert server.proc.poll() is None
-    assert sum("WARNING" in line and "viewer:" in line for line in server.lines) >= 5
+    B.wait_for(lambda: sum("WARNING" in line and "viewer:" in line for line in server.lines) >= 5, 20,
+               "the five warning lines in the server's output")
 
 
 def test_measure_reports_page_rate_and_key_latency(server: Server) -> None:
