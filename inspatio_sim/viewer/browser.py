@@ -165,8 +165,8 @@ def _at_rest(driver: Any, app: Any) -> bool:
 
 
 def screenshot(app: Any, path: str, drive_s: float = 3.0, width: int = 1280, height: int = 1040) -> str:
-    """Open ``app``'s page in headless Chromium, hold W (turning with A after a collision) for ``drive_s``
-    seconds so the trail shows, dismiss notifications, and save a PNG of the window to ``path``."""
+    """Open ``app``'s page in headless Chromium, hold W and A (a walk in a circle) for ``drive_s`` seconds so the
+    trail shows, dismiss notifications, and save a PNG of the window to ``path``."""
     from selenium.webdriver.common.action_chains import ActionChains
 
     st = get_state(app.api_url)
@@ -177,15 +177,9 @@ def screenshot(app: Any, path: str, drive_s: float = 3.0, width: int = 1280, hei
         camera_image(driver, st["width"] * k, st["height"] * k)
         focus_page(driver)
         actions = ActionChains(driver)
-        actions.key_down("w").perform()
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < drive_s:
-            time.sleep(0.3)
-            if get_state(app.api_url).get("collided"):
-                actions.key_down("a").perform()
-                time.sleep(0.4)
-                actions.key_up("a").perform()
-        actions.key_up("w").perform()
+        actions.key_down("w").key_down("a").perform()  # a walk in a circle
+        time.sleep(drive_s)
+        actions.key_up("w").key_up("a").perform()
         time.sleep(1.0)
         driver.execute_script("document.querySelectorAll('.mantine-Notification-root, [class*=Notification]')"
                               ".forEach(function(n){n.remove();});")
