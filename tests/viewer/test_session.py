@@ -145,6 +145,22 @@ def test_views(world, tmp_path: Path) -> None:
     s.close()
 
 
+def test_completer_view_with_the_classical_model(world, tmp_path: Path) -> None:
+    s = _session(tmp_path, "model=classical")
+    s.key("w", True)
+    _steps(s, 2)
+    st = s.state()
+    assert st["model"] == "classical"
+    last = s.sim.model.last
+    filled = last.filled[0].cpu().numpy()
+    rgb, view = s.view("rgb"), s.view("completer")
+    assert view.shape == rgb.shape
+    assert (view[~filled] == rgb[~filled]).all(), "pixels the model did not fill are shown as they are"
+    assert filled.any(), "the small room at 32x24 has holes the model fills (seed 0)"
+    assert (view[filled] != rgb[filled]).any(axis=-1).mean() > 0.5, "filled pixels are tinted"
+    s.close()
+
+
 def test_recording_writes_the_shown_frames(world, tmp_path: Path) -> None:
     s = _session(tmp_path)
     assert s.command("record", True)
