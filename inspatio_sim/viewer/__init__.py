@@ -42,6 +42,15 @@ def run_view(args: argparse.Namespace, cfg: DictConfig) -> int:
     from inspatio_sim.viewer.session import ViewerSession
 
     settings = viewer_settings(cfg)
+    if getattr(args, "screenshot", None):
+        from inspatio_sim.paths import check_output_path
+
+        check_output_path(args.screenshot, "file", what="--screenshot")
+    if getattr(args, "screenshot", None) or getattr(args, "measure", False):
+        from inspatio_sim.viewer.browser import browser_paths
+
+        if browser_paths() is None:
+            raise ConfigError("--measure and --screenshot need chromium and chromedriver (`make system-deps`)")
     if settings.threads > 0:
         torch.set_num_threads(int(settings.threads))
     scene = cfg.scene.path or f"oracle:{cfg.scene.oracle.preset}"
@@ -51,10 +60,8 @@ def run_view(args: argparse.Namespace, cfg: DictConfig) -> int:
         session.set_policy(settings.policy)
     app = ViewerApp(session, settings)
     if getattr(args, "screenshot", None):
-        from inspatio_sim.paths import check_output_path
         from inspatio_sim.viewer.browser import screenshot
 
-        check_output_path(args.screenshot, "file", what="--screenshot")
         app.start()
         try:
             print(f"wrote {screenshot(app, str(args.screenshot))}")
