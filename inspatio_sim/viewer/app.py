@@ -301,8 +301,12 @@ class ViewerApp:
             except InSpatioError as e:  # e.g. a policy that cannot act here: back to the keyboard
                 self.session.warn(f"{e}; the keyboard drives again")
                 self.session.policy, self.session.policy_name = None, "keyboard"
-            # always yield a little: the servers' threads answer between two steps even when a step overruns
-            self._stop.wait(max(MIN_IDLE_S, period - (time.perf_counter() - t0)))
+            # always yield a little: the servers' threads answer between two steps even when a step overruns; a new
+            # key press or command ends the wait early (its first image comes without waiting for the period)
+            wake = self.session.wake
+            if wake.wait(max(MIN_IDLE_S, period - (time.perf_counter() - t0))):
+                wake.clear()
+                time.sleep(MIN_IDLE_S)
 
     def _sync_controls(self) -> None:
         """The stats line, and controls changed elsewhere (a key, another tab, a failed command)."""
@@ -331,6 +335,7 @@ class ViewerApp:
     def close(self) -> None:
         """Stop the loop and both servers; a recording in progress is written."""
         self._stop.set()
+        self.session.wake.set()
         if self._loop is not None and self._loop is not threading.current_thread():
             self._loop.join(timeout=5)
         self.api.shutdown()

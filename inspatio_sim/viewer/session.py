@@ -111,6 +111,7 @@ class ViewerSession:
         self.held: dict[str, float] = {}  # key -> monotonic time of its last "down"
         self.pending: deque[int] = deque(maxlen=16)  # discrete presses not stepped yet
         self.queue: deque[tuple[str, Any]] = deque(maxlen=64)  # commands for the loop's thread
+        self.wake = threading.Event()  # set by a new key press or command: the loop steps at once, not next period
         self._snapshot: dict[str, Any] = {}
         self.paused = False
         self.policy_name = "keyboard"
@@ -210,6 +211,7 @@ class ViewerSession:
         first = k not in self.held
         self.held[k] = time.monotonic()
         if first:
+            self.wake.set()
             if k == "r":
                 self.queue.append(("reset", None))
             elif k == "space":
@@ -232,6 +234,7 @@ class ViewerSession:
             self.paused = (not self.paused) if value is None else bool(value)
         else:
             self.queue.append((name, value))
+        self.wake.set()
         return True
 
     def process(self) -> None:
