@@ -244,7 +244,7 @@ class ViewerConfig:
     policy: str = "keyboard"  # who drives at start: keyboard, random, oracle or ppo (oracle/ppo: policies package)
     checkpoint: str | None = None  # checkpoint of a learned policy (viewer.policy=ppo)
     fps: float = 15.0  # cap on simulation steps (and page updates) per second
-    max_points: int = 100000  # World points shown in the 3D overview (uniformly decimated)
+    max_points: int = 30000  # World points shown in the 3D overview (uniformly decimated; a browser without GPU slows)
     trail: int = 600  # agent positions kept for the trail (3D overview and map)
     key_timeout: float = 0.6  # seconds after which a held key whose release never arrived is released
     seed: int = 0  # seed of the first episode (successive resets use seed+1, seed+2, ...)

@@ -36,6 +36,7 @@ from inspatio_sim.viewer.session import POLICIES, TASKS, VIEWS, ViewerSession
 log = logging.getLogger(__name__)
 
 MIN_IDLE_S = 0.005
+SCENE_PERIOD_S = 0.3  # shortest time between two updates of the 3D overview and the map (each re-renders the 3D view)
 DISPLAY_WIDTH = 320  # cameras narrower than this are shown enlarged by an integer factor (pixels)
 _PIXEL = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
 KEYBOARD_JS = """if(!window.__inspatioKeys){window.__inspatioKeys=1;
@@ -292,7 +293,7 @@ class ViewerApp:
                 if self.session.frame_id != self._shown:
                     self._shown = self.session.frame_id
                     self.image.image = self._display(self.session.view(self.view))
-                    if t0 - self._scene_at > 0.2:
+                    if t0 - self._scene_at > SCENE_PERIOD_S:
                         self._scene_at = t0
                         self._update_scene()
                 if t0 - last_stats > 0.25:
