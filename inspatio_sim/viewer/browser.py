@@ -10,6 +10,7 @@ import shutil
 import statistics
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from inspatio_sim.errors import ConfigError
@@ -192,8 +193,16 @@ def screenshot(app: Any, path: str, drive_s: float = 3.0, width: int = 1280, hei
 
 
 def _shrink_png(path: str, max_bytes: int = 300_000) -> None:
-    """Re-save a PNG with a 256-colour palette when it is larger than ``max_bytes`` (README screenshots)."""
-    from PIL import Image
+    """Re-save a PNG at the highest compression, then with 5 bits per channel while it is larger than
+    ``max_bytes`` (README screenshots)."""
+    import cv2
 
-    if os.path.getsize(path) > max_bytes:
-        Image.open(path).convert("RGB").quantize(256).save(path, optimize=True)
+    if os.path.getsize(path) <= max_bytes:
+        return
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    for bits in (8, 6, 5):
+        step = 1 << (8 - bits)
+        ok, data = cv2.imencode(".png", (img // step) * step, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        if ok and (len(data) <= max_bytes or bits == 5):
+            Path(path).write_bytes(data.tobytes())
+            return
