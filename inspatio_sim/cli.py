@@ -10,6 +10,7 @@
     inspatio-sim record --bag OUT.mcap [key=value ...] record a rollout as a rosbag2 (MCAP or sqlite3)
     inspatio-sim config [--keys] [key=value ...]       print the composed configuration (--keys: the key table)
     inspatio-sim data star -o DIR [key=value ...]     training examples for a learned completer (data.* keys)
+    inspatio-sim view [--measure] [key=value ...]     browser viewer: drive the World, watch a policy (viewer.* keys)
 """
 
 from __future__ import annotations
@@ -157,6 +158,12 @@ def _cmd_data(args: argparse.Namespace, cfg: DictConfig) -> int:
     return 0
 
 
+def _cmd_view(args: argparse.Namespace, cfg: DictConfig) -> int:
+    from inspatio_sim.viewer import run_view
+
+    return run_view(args, cfg)
+
+
 def build_parser(keys_help: bool = True) -> argparse.ArgumentParser:
     """The argument parser; ``keys_help=False`` leaves the configuration-key table (slow to build) out of --help."""
     fmt = argparse.RawDescriptionHelpFormatter
@@ -208,6 +215,11 @@ def build_parser(keys_help: bool = True) -> argparse.ArgumentParser:
     p = add("data", _cmd_data, "write training data (sharded, resumable; held-out benchmark scenes excluded)",
             kind={"choices": ("star",), "help": "which data: star = examples for the learned completer"})
     p.add_argument("-o", "--output", default="out/data/star", help="output directory (default out/data/star)")
+    p = add("view", _cmd_view, "serve the browser viewer on localhost (viewer.* keys; needs `pip install .[viewer]`)")
+    p.add_argument("--measure", action="store_true",
+                   help="drive the page in headless Chromium, print frames/s and key-to-image latency, exit")
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds of driving for --measure (default 10)")
+    p.add_argument("--screenshot", metavar="FILE", help="save a PNG of the page in headless Chromium and exit")
     return parser
 
 

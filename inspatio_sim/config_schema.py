@@ -235,6 +235,39 @@ class DemoConfig:
 
 
 @dataclass
+class ViewerConfig:
+    """``viewer``: the browser viewer of ``inspatio-sim view`` (:mod:`inspatio_sim.viewer`)."""
+
+    host: str = "127.0.0.1"  # address the viewer listens on (127.0.0.1: this machine only; 0.0.0.0: the network)
+    port: int = 8080  # port of the page (viser); the next free port is taken when it is busy
+    api_port: int = 0  # port of the JSON state / key API the page's keyboard talks to (0: the page's port + 1)
+    task: str = "videoworld"  # task at start: videoworld, pointnav or explore (the page has a selector)
+    policy: str = "keyboard"  # who drives at start: keyboard, random, oracle or ppo (oracle/ppo: policies package)
+    checkpoint: str | None = None  # checkpoint of a learned policy (viewer.policy=ppo)
+    fps: float = 15.0  # cap on simulation steps (and page updates) per second
+    max_points: int = 30000  # World points shown in the 3D overview (uniformly decimated; a browser without GPU slows)
+    trail: int = 600  # agent positions kept for the trail (3D overview and map)
+    key_timeout: float = 0.6  # seconds after which a held key whose release never arrived is released
+    seed: int = 0  # seed of the first episode (successive resets use seed+1, seed+2, ...)
+    out: str = "out/viewer"  # folder of recordings (view-<time>.mp4, and .mcap with record_bag)
+    record_bag: bool = False  # also record a rosbag2 (MCAP) of the recorded steps with the ROS node's topics
+    threads: int = 1  # torch CPU threads (1 leaves a core to the web server; 0 = torch default)
+    idle_steps: bool = False  # keep stepping with no key held (scene time runs, moving objects move); false saves CPU
+
+    def validate(self) -> None:
+        _positive("viewer", self, "fps", "max_points", "trail", "key_timeout")
+        if not 0 < int(self.port) < 65536 or not 0 <= int(self.api_port) < 65536:
+            raise ConfigError(f"viewer.port must be in 1..65535 and viewer.api_port in 0..65535, got "
+                              f"{self.port} and {self.api_port}")
+        if self.task not in ("videoworld", "pointnav", "explore"):
+            raise ConfigError(f"viewer.task must be videoworld, pointnav or explore, got '{self.task}'")
+        if self.policy not in ("keyboard", "random", "oracle", "ppo"):
+            raise ConfigError(f"viewer.policy must be keyboard, random, oracle or ppo, got '{self.policy}'")
+        if self.threads < 0:
+            raise ConfigError(f"viewer.threads must be >= 0, got {self.threads}")
+
+
+@dataclass
 class InSpatioConfig:
     """The whole configuration; every command composes it (``inspatio-sim config`` prints it)."""
 
@@ -251,6 +284,7 @@ class InSpatioConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    viewer: ViewerConfig = field(default_factory=ViewerConfig)
 
     def validate(self) -> None:
         import torch
