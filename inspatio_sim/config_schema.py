@@ -24,6 +24,7 @@ from typing import Any
 from inspatio_sim.control.escm import ESCMConfig
 from inspatio_sim.errors import ConfigError
 from inspatio_sim.model.data import DataConfig
+from inspatio_sim.model.star.train import TrainStarConfig
 from inspatio_sim.model.step import ModelConfig
 from inspatio_sim.recon.frames import FrameSelection
 from inspatio_sim.recon.pipeline import ReconConfig
@@ -234,6 +235,16 @@ class DemoConfig:
 
 
 @dataclass
+class TrainConfig:
+    """``train``: settings of ``inspatio-sim train KIND``."""
+
+    star: TrainStarConfig = field(default_factory=TrainStarConfig)
+
+    def validate(self) -> None:
+        self.star.validate()
+
+
+@dataclass
 class InSpatioConfig:
     """The whole configuration; every command composes it (``inspatio-sim config`` prints it)."""
 
@@ -249,6 +260,7 @@ class InSpatioConfig:
     ros: RosSection = field(default_factory=RosSection)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
         import torch
