@@ -68,12 +68,17 @@ class TrainStarConfig:
     seed: int = 0  # torch seed of the run
     save_every: int = 200  # iterations between checkpoints (and log lines)
     resume: bool = True  # continue from `out` when it holds this stage's state
+    adapt_windows: int = 4  # `adapt star`: windows of the user's video fine-tuned on (one more is held out)
+    adapt_window: int = 4  # `adapt star`: frames per window (left out of the World that renders them)
+    adapt_iterations: int = 40  # `adapt star`: fine-tuning steps
+    adapt_size: int = 64  # `adapt star`: square resolution of the renders (pixels)
     net: NetConfig = field(default_factory=NetConfig)
 
     def validate(self) -> None:
         if self.stage not in ("teacher", "student"):
             raise ConfigError(f"train.star.stage must be teacher or student, got '{self.stage}'")
-        for key in ("iterations", "batch", "window", "save_every", "student_steps", "fake_updates"):
+        for key in ("iterations", "batch", "window", "save_every", "student_steps", "fake_updates", "adapt_windows",
+                    "adapt_window", "adapt_iterations", "adapt_size"):
             if int(getattr(self, key)) < 1:
                 raise ConfigError(f"train.star.{key} must be >= 1, got {getattr(self, key)}")
         if not 1 <= int(self.student_steps) <= 4:
@@ -245,11 +250,12 @@ def _lr(cfg: TrainStarConfig, it: int, base: float) -> float:
 
 
 def train(cfg: TrainStarConfig, device: str = "cpu", episodes: list[Episode] | None = None,
-          progress: bool = True, init: str | Path | None = None) -> dict[str, Any]:
+          progress: bool = True, init: str | Path | None = None, from_student: bool = False) -> dict[str, Any]:
     """Run one stage of the recipe; return a summary (losses first/last, minutes, checkpoint path).
 
     ``episodes``: use these instead of loading ``cfg.data``; ``init``: the checkpoint the student starts from
-    (default: ``cfg.out``, which must hold the teacher).
+    (default: ``cfg.out``, which must hold the teacher); ``from_student``: start from ``init``'s student (and fake
+    model) rather than from copies of the teacher (fine-tuning).
     """
     cfg.validate()
     torch.manual_seed(int(cfg.seed))
@@ -278,7 +284,9 @@ def train(cfg: TrainStarConfig, device: str = "cpu", episodes: list[Episode] | N
         teacher = nets["teacher"].requires_grad_(False)
         student = nets.get("student") if cfg.resume and key in extra else None
         fake = nets.get("fake") if cfg.resume and key in extra else None
-        if student is None or fake is None:
+        if from_student and "student" in nets:
+            student, fake = _copy(nets["student"], device), _copy(nets.get("fake", teacher), device)
+        elif student is None or fake is None:
             student, fake = _copy(teacher, device), _copy(teacher, device)
         train_nets = {"teacher": teacher, "student": student, "fake": fake}
         params = {"student": student.parameters(), "fake": fake.parameters()}
