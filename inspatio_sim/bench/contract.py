@@ -39,7 +39,10 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "model": ("frame_psnr_none", "frame_psnr_classical", "hole_psnr_none", "hole_psnr_classical",
               "hole_flicker_none", "hole_flicker_classical", "revisit_psnr_classical_writeback",
               "revisit_psnr_classical_no_writeback", "latency_ms_64_b1_classical", "fps_64_b16_classical",
-              "mem_mb_per_agent_cache"),
+              "mem_mb_per_agent_cache", "frame_psnr_star1", "frame_psnr_star4", "hole_psnr_teacher", "hole_psnr_star1",
+              "hole_psnr_star4", "hole_flicker_star4", "revisit_psnr_star4_writeback",
+              "revisit_psnr_star4_no_writeback", "frame_psnr_star4_adapted", "latency_ms_64_b1_star4",
+              "fps_64_b16_star4", "train_minutes_default"),
     "soak": SOAK_ENV_KEYS + SOAK_ROS_KEYS,
 }
 """Headline metric keys per benchmark (named by their issues; the README tables report them)."""

@@ -69,11 +69,12 @@ def tiny_world():
     return _tiny_world()
 
 
-def _star_sim(tiny_world, path, b=2, sampler="student", steps=2, **cache):
+def _star_sim(tiny_world, path, b=2, sampler="student", steps=2, size=(32, 24), **cache):
     world, refs = tiny_world
     model = ModelConfig(name="star", star=StarConfig(checkpoint=str(path), sampler=sampler, steps=steps))
     model.cache = dataclasses.replace(model.cache, **cache)
-    sim = Simulator(world, b, camera=CameraConfig(width=32, height=24, hfov_deg=90.0), model=model, references=refs)
+    sim = Simulator(world, b, camera=CameraConfig(width=size[0], height=size[1], hfov_deg=90.0), model=model,
+                    references=refs)
     sim.reset(None, [np.random.default_rng(i) for i in range(b)])
     return sim
 
@@ -114,6 +115,13 @@ def test_student_output_shape_dtype_range_and_determinism(tiny_world, star_file)
     x = sample(lambda x, t: torch.zeros_like(x), (2, 8, 8, 3), 4, torch.device("cpu"),
                [torch.Generator().manual_seed(i) for i in range(2)])
     assert x.shape == (2, 8, 8, 3) and x.dtype == torch.float32 and torch.isfinite(x).all()
+
+
+def test_any_camera_size_is_padded_to_patches_and_cropped_back(tiny_world, star_file):
+    sim = _star_sim(tiny_world, star_file, b=1, size=(30, 20), sampler="teacher", steps=3)
+    obs = _roll(sim, 2)
+    assert obs.shape == (2, 1, 20, 30, 3)
+    assert sim.model.last.filled.any()
 
 
 def test_checkpoint_round_trips_bit_exactly(tmp_path):
@@ -169,7 +177,7 @@ def test_a_tiny_training_run_lowers_the_loss(tmp_path):
     assert summary["loss_last"] < 0.85 * summary["loss_first"]
     student = train(dataclasses.replace(cfg, stage="student", iterations=4, save_every=2, student_steps=2),
                     episodes=[ep], progress=False)
-    nets, meta, _ = ckpt.load(tmp_path / "t.pt", want="student")
+    nets, _, _ = ckpt.load(tmp_path / "t.pt", want="student")
     assert {"teacher", "student", "fake"} <= set(nets) and math.isfinite(student["loss_last"])
     assert (tmp_path / "t_teacher_curve.csv").is_file()
 

@@ -21,7 +21,7 @@ from inspatio_sim.model.cache import CacheSlots, plucker_rays
 from inspatio_sim.model.classical import SOURCE_RENDER, SOURCE_WRITEBACK, Completion
 from inspatio_sim.model.star import checkpoint as ckpt
 from inspatio_sim.model.star.flow import sample
-from inspatio_sim.model.star.inputs import reference_slots
+from inspatio_sim.model.star.inputs import reference_slots, scaled_K
 from inspatio_sim.model.star.network import SLOT_HISTORY, SLOT_REFERENCE, STARNet, frame_input, slot_input, to_uint8
 from inspatio_sim.model.warp import fill_depth
 from inspatio_sim.render import RenderOutput
@@ -108,12 +108,12 @@ class StarCompleter:
         self.path = resolve_checkpoint(config, world_dir)
         nets, self.meta, _ = ckpt.load(self.path, want=config.sampler, device=device)
         self.net: STARNet = nets[config.sampler]
-        p = self.net.config.patch
-        if height % p or width % p:
-            raise ConfigError(f"model=star needs camera sizes that are multiples of {p} pixels, got {width}x{height}")
+        p = int(self.net.config.patch)
         self.device = torch.device(device)
         self.height, self.width = height, width
-        self.state = StarCache(self.net, num_agents, ref_slots, history, height, width, self.device)
+        # the network works on frames padded (right, bottom) to multiples of its patch; padding is a hole with rays
+        self.ph, self.pw = -(-height // p) * p, -(-width // p) * p
+        self.state = StarCache(self.net, num_agents, ref_slots, history, self.ph, self.pw, self.device)
         self.generators = [torch.Generator().manual_seed(i) for i in range(num_agents)]
 
     def reset(self, mask: torch.Tensor | None, rngs: list[np.random.Generator] | None = None) -> None:
@@ -145,16 +145,17 @@ class StarCompleter:
         depth = fill_depth(frame.depth, known, "smooth")
         if generated is not None:
             depth = torch.where(generated.valid & ~frame.valid, generated.depth, depth)
-        rays = plucker_rays(K.float(), poses.float(), h, w)
+        rays = plucker_rays(K.float(), poses.float(), self.ph, self.pw)
         cond_depth = torch.where(valid, depth, torch.zeros_like(depth))
         ctx, ctx_valid = self.state.context()
         net = self.net
+        pad_rgb, pad_valid, pad_depth = self._pad(rgb), self._pad(valid), self._pad(cond_depth)
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return net(frame_input(x, rgb, valid, cond_depth, rays), t, ctx, ctx_valid)
+            return net(frame_input(x, pad_rgb, pad_valid, pad_depth, rays), t, ctx, ctx_valid)
 
-        x0 = sample(velocity, (b, h, w, 3), int(self.config.steps), dev, self.generators)
-        out = torch.where(valid[..., None], rgb, to_uint8(x0))
+        x0 = sample(velocity, (b, self.ph, self.pw, 3), int(self.config.steps), dev, self.generators)
+        out = torch.where(valid[..., None], rgb, to_uint8(x0[:, :h, :w]))
         hole = ~valid
         source[hole] = SOURCE_MODEL
         self._pending = (out, depth, rays)
@@ -168,8 +169,16 @@ class StarCompleter:
         if agents.numel() == 0 or self.state.hist_kv.shape[1] == 0:
             return
         _, _, rays = self._pending
-        slot = slot_input(done.rgb[agents], done.depth[agents], rays[agents])
+        slot = slot_input(self._pad(done.rgb[agents]), self._pad(done.depth[agents]), rays[agents])
         self.state.push(self.net.encode_slots(slot, SLOT_HISTORY), agents)
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, ...)`` -> ``(B, ph, pw, ...)`` with zeros (False) right and below."""
+        if x.shape[1:3] == (self.ph, self.pw):
+            return x
+        out = x.new_zeros((x.shape[0], self.ph, self.pw, *x.shape[3:]))
+        out[:, :self.height, :self.width] = x
+        return out
 
     def _refresh_refs(self, slots: CacheSlots) -> None:
         """Re-encode the reference slots whose frame differs from the one encoded (new, changed, or reset)."""
@@ -182,8 +191,17 @@ class StarCompleter:
         frames = slots.ref_index[bi, si]
         r = slots.ref_frames
         inp = reference_slots(r.rgb[frames], r.depth[frames], r.poses[frames], r.K, self.height, self.width)
+        if (self.ph, self.pw) != (self.height, self.width):  # rays of the padding continue the image plane
+            rays = plucker_rays(reference_K(r.K, r.rgb.shape[1:3], (self.height, self.width)), r.poses[frames].float(),
+                                self.ph, self.pw)
+            inp = torch.cat([self._pad(inp[..., :5]), rays], -1)
         st.ref_kv[bi, si] = self.net.encode_slots(inp, SLOT_REFERENCE)
         st.recomputed += int(frames.numel())
+
+
+def reference_K(K: torch.Tensor, size: tuple[int, int], target: tuple[int, int]) -> torch.Tensor:
+    """Intrinsics of reference frames of ``size (Hr, Wr)`` resized to ``target (H, W)``."""
+    return scaled_K(K, target[1] / size[1], target[0] / size[0])
 
 
 def _child_seed(rng: np.random.Generator) -> int:
