@@ -175,11 +175,11 @@ def test_a_tiny_training_run_lowers_the_loss(tmp_path):
                           save_every=30, lr=3e-3, net=dataclasses.replace(TINY, patch=4))
     summary = train(cfg, episodes=[ep], progress=False)
     assert summary["loss_last"] < 0.85 * summary["loss_first"]
-    student = train(dataclasses.replace(cfg, stage="student", iterations=4, save_every=2, student_steps=2),
+    student = train(dataclasses.replace(cfg, stage="student", student_iterations=4, save_every=2, student_steps=2),
                     episodes=[ep], progress=False)
     nets, _, _ = ckpt.load(tmp_path / "t.pt", want="student")
     assert {"teacher", "student", "fake"} <= set(nets) and math.isfinite(student["loss_last"])
-    assert (tmp_path / "t_teacher_curve.csv").is_file()
+    assert (tmp_path / "t_teacher_curve.csv").is_file() and (tmp_path / "t_teacher_curve.png").is_file()
 
 
 def test_dmd_gradient_matches_its_closed_form_on_a_1d_gaussian():

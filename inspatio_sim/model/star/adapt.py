@@ -131,7 +131,7 @@ def adapt(world_dir: str | Path, cfg: DictConfig, device: str = "cpu", progress:
     steps = int(star.steps)
     before = evaluate(nets["student"], held, steps, int(tcfg.history))
     out = root / ckpt.ADAPTED_NAME
-    run = dataclasses.replace(tcfg, stage="student", out=str(out), iterations=int(tcfg.adapt_iterations),
+    run = dataclasses.replace(tcfg, stage="student", out=str(out), student_iterations=int(tcfg.adapt_iterations),
                               batch=1, window=length, resume=False, student_steps=min(steps, 4),
                               save_every=int(tcfg.adapt_iterations))
     summary = train(run, device=device, episodes=train_eps, progress=progress, init=source, from_student=True)

@@ -54,9 +54,10 @@ class TrainStarConfig:
     stage: str = "teacher"  # teacher (flow matching) | student (JDMD distillation of the teacher)
     data: str = "out/data/star"  # directory of `inspatio-sim data star` shards
     out: str = "out/star/star.pt"  # checkpoint written (teacher and student share the file; resumed when present)
-    iterations: int = 3000  # optimiser steps of this stage
-    batch: int = 8  # trajectories per step
-    window: int = 6  # frames per trajectory per step (history runs through them)
+    iterations: int = 2000  # optimiser steps of the teacher stage
+    student_iterations: int = 300  # optimiser steps of the student stage
+    batch: int = 4  # trajectories per step
+    window: int = 4  # frames per trajectory per step (history runs through them)
     lr: float = 3e-4  # AdamW learning rate (cosine decay to 10 %)
     fake_lr: float = 3e-4  # learning rate of the JDMD fake model
     weight_decay: float = 0.01  # AdamW weight decay
@@ -64,7 +65,6 @@ class TrainStarConfig:
     history: int = 2  # history slots M seen in training (the cache's model.cache.history_slots)
     student_steps: int = 4  # denoising steps of the student (1-4)
     lambda_real: float = 1.0  # weight of the joint real-data term of JDMD
-    fake_updates: int = 1  # fake-model updates per student update
     seed: int = 0  # torch seed of the run
     save_every: int = 200  # iterations between checkpoints (and log lines)
     resume: bool = True  # continue from `out` when it holds this stage's state
@@ -77,7 +77,8 @@ class TrainStarConfig:
     def validate(self) -> None:
         if self.stage not in ("teacher", "student"):
             raise ConfigError(f"train.star.stage must be teacher or student, got '{self.stage}'")
-        for key in ("iterations", "batch", "window", "save_every", "student_steps", "fake_updates", "adapt_windows",
+        for key in ("iterations", "student_iterations", "batch", "window", "save_every", "student_steps",
+                    "adapt_windows",
                     "adapt_window", "adapt_iterations", "adapt_size"):
             if int(getattr(self, key)) < 1:
                 raise ConfigError(f"train.star.{key} must be >= 1, got {getattr(self, key)}")
@@ -86,6 +87,11 @@ class TrainStarConfig:
         if int(self.history) < 0 or not self.lr > 0 or not self.fake_lr > 0 or self.lambda_real < 0:
             raise ConfigError("train.star: history >= 0, lr > 0, fake_lr > 0 and lambda_real >= 0 are required")
         self.net.validate()
+
+    @property
+    def total(self) -> int:
+        """Iterations of the configured stage."""
+        return int(self.iterations if self.stage == "teacher" else self.student_iterations)
 
 
 @dataclass
@@ -246,7 +252,7 @@ def student_losses(student: STARNet, teacher: STARNet, fake: STARNet, ep: Episod
 
 def _lr(cfg: TrainStarConfig, it: int, base: float) -> float:
     warm = min(1.0, (it + 1) / 50)
-    return base * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * it / max(cfg.iterations, 1))))
+    return base * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * it / max(cfg.total, 1))))
 
 
 def train(cfg: TrainStarConfig, device: str = "cpu", episodes: list[Episode] | None = None,
@@ -302,8 +308,8 @@ def train(cfg: TrainStarConfig, device: str = "cpu", episodes: list[Episode] | N
         n.train()
     t0 = time.perf_counter()
     elapsed0 = float(meta.get(f"{cfg.stage}_minutes", 0.0)) if start else 0.0
-    bar = tqdm(range(start, int(cfg.iterations)), desc=f"train star {cfg.stage}", unit="it", disable=not progress,
-               initial=start, total=int(cfg.iterations))
+    bar = tqdm(range(start, cfg.total), desc=f"train star {cfg.stage}", unit="it", disable=not progress,
+               initial=start, total=cfg.total)
     for it in bar:
         ep = episodes[int(torch.randint(len(episodes), (1,), generator=gen))]
         b = _batch(ep, int(cfg.batch), int(cfg.window), gen)
@@ -331,7 +337,7 @@ def train(cfg: TrainStarConfig, device: str = "cpu", episodes: list[Episode] | N
             row.update({"loss": float(g_loss.detach()), "fake_loss": float(f_loss.detach()), **parts})
         history.append(row)
         bar.set_postfix(loss=f"{row['loss']:.4f}")
-        last = it + 1 == int(cfg.iterations)
+        last = it + 1 == cfg.total
         if (it + 1) % int(cfg.save_every) == 0 or last:
             minutes = elapsed0 + (time.perf_counter() - t0) / 60
             meta.update({f"{cfg.stage}_minutes": minutes, f"{cfg.stage}_recipe": asdict(cfg),
@@ -370,24 +376,39 @@ def write_curve(history: list[dict[str, float]], path: Path) -> None:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(history)
-    try:
-        import matplotlib
+    plot_curve(history, keys[1:], path.with_suffix(".png"))
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    it = [r["iteration"] for r in history]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for k in keys[1:]:
+
+def plot_curve(history: list[dict[str, float]], keys: list[str], path: Path, size: tuple[int, int] = (640, 360)
+               ) -> None:
+    """A PNG of the smoothed curves ``keys`` against the iteration (log scale; OpenCV drawing, no plotting library)."""
+    import cv2
+
+    w, h = size
+    img = np.full((h, w, 3), 255, np.uint8)
+    x0, x1, y0, y1 = 50, w - 10, 10, h - 30
+    series = {}
+    for k in keys:
         vals = np.array([r.get(k, np.nan) for r in history], dtype=float)
+        vals = vals[np.isfinite(vals) & (vals > 0)]
+        if len(vals) < 2:
+            continue
         n = max(1, len(vals) // 50)
-        smooth = np.convolve(vals, np.ones(n) / n, mode="valid")
-        ax.plot(it[n - 1:], smooth, label=k)
-    ax.set_xlabel("iteration")
-    ax.set_yscale("log")
-    ax.legend()
-    ax.set_title(path.stem)
-    fig.tight_layout()
-    fig.savefig(path.with_suffix(".png"), dpi=80)
-    plt.close(fig)
+        series[k] = np.log10(np.convolve(vals, np.ones(n) / n, mode="valid"))
+    if not series:
+        return
+    lo = min(float(v.min()) for v in series.values())
+    hi = max(float(v.max()) for v in series.values())
+    hi = hi if hi > lo else lo + 1e-3
+    colours = [(200, 60, 20), (20, 120, 220), (40, 160, 40), (160, 40, 160), (0, 0, 0)]
+    cv2.rectangle(img, (x0, y0), (x1, y1), (0, 0, 0), 1)
+    for c, (k, v) in enumerate(series.items()):
+        xs = x0 + (x1 - x0) * np.arange(len(v)) / max(len(v) - 1, 1)
+        ys = y1 - (y1 - y0) * (v - lo) / (hi - lo)
+        pts = np.stack([xs, ys], 1).round().astype(np.int32)
+        colour = colours[c % len(colours)]
+        cv2.polylines(img, [pts], False, colour, 1, cv2.LINE_AA)
+        cv2.putText(img, k, (x0 + 8, y0 + 16 + 16 * c), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+    cv2.putText(img, f"log10 loss {lo:.2f}..{hi:.2f}, iterations 1..{len(history)}", (x0, h - 10),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), img[..., ::-1])
