@@ -219,3 +219,12 @@ def test_star_config_is_validated():
         StarConfig(sampler="ode").validate()
     with pytest.raises(ConfigError, match="steps"):
         StarConfig(steps=0).validate()
+
+
+def test_train_command_maps_short_keys_and_fails_cleanly_without_data(tmp_path, capsys):
+    from inspatio_sim.cli import main
+
+    code = main(["train", "star", "stage=teacher", f"data={tmp_path / 'none'}", f"out={tmp_path / 's.pt'}"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no training data at" in err[0] and str(tmp_path / "none") in err[0]
