@@ -135,6 +135,10 @@ def test_checkpoint_round_trips_bit_exactly(tmp_path):
     frame = torch.randn(1, 16, 16, FRAME_CHANNELS)
     with torch.no_grad():
         assert torch.equal(net(frame, torch.tensor([0.5])), back(frame, torch.tensor([0.5])))
+    shipped = ckpt.export(path, tmp_path / "b.pt")
+    nets2, meta2, extra2 = ckpt.load(shipped)
+    assert set(nets2) == {"student"} and meta2 == {"k": 1} and extra2 == {}
+    assert all(torch.equal(v, nets2["student"].state_dict()[k]) for k, v in net.state_dict().items())
 
 
 def test_bad_checkpoints_are_rejected_naming_the_file(tmp_path):

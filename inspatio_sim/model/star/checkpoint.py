@@ -121,3 +121,10 @@ def load(path: str | Path, want: str | None = None, device: str | torch.device =
         net.load_state_dict(state)
         nets[name] = net.to(device).eval()
     return nets, dict(payload.get("meta", {})), dict(payload.get("extra", {}))
+
+
+def export(source: str | Path, target: str | Path, keep: tuple[str, ...] = ("teacher", "student")) -> Path:
+    """Copy the networks ``keep`` of a training checkpoint and its metadata to ``target``, without the optimiser
+    state and the fake model (what ships: about a third of the size)."""
+    nets, meta, _ = load(source)
+    return save(target, {k: v for k, v in nets.items() if k in keep}, meta)
