@@ -165,6 +165,18 @@ TRAINERS: dict[str, Callable[[argparse.Namespace, DictConfig], int]] = {"star": 
 """``inspatio-sim train KIND``: one entry per kind of model."""
 
 
+def _train_key(kind: str, override: str) -> str:
+    """``key=value`` -> ``train.KIND.key=value`` when ``key`` is a field of ``train.KIND`` (else unchanged)."""
+    import dataclasses
+
+    from inspatio_sim.config_schema import TrainConfig
+
+    key = override.split("=", 1)[0].lstrip("+~")
+    section = getattr(TrainConfig(), kind, None)
+    names = {f.name for f in dataclasses.fields(section)} if dataclasses.is_dataclass(section) else set()
+    return f"train.{kind}.{override}" if key.split(".", 1)[0] in names else override
+
+
 def _cmd_train(args: argparse.Namespace, cfg: DictConfig) -> int:
     return TRAINERS[args.kind](args, cfg)
 
@@ -244,8 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.overrides = overrides
     if args.command in ("train", "adapt"):  # `train star stage=student` is short for train.star.stage=student
-        args.overrides = [o if "." in o.split("=", 1)[0] or o.split("=", 1)[0] in ("device", "out", "scene", "model")
-                          else f"train.{args.kind}.{o}" for o in overrides]
+        args.overrides = [_train_key(args.kind, o) for o in overrides]
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

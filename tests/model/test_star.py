@@ -232,3 +232,8 @@ def test_train_command_maps_short_keys_and_fails_cleanly_without_data(tmp_path, 
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no training data at" in err[0] and str(tmp_path / "none") in err[0]
+    from inspatio_sim.cli import _train_key
+
+    assert _train_key("star", "out=x.pt") == "train.star.out=x.pt"  # not the top-level `out`
+    assert _train_key("star", "net.dim=64") == "train.star.net.dim=64"
+    assert _train_key("star", "device=cpu") == "device=cpu" and _train_key("star", "model.name=x") == "model.name=x"
