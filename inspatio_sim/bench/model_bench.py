@@ -188,6 +188,7 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
     acc: dict[str, dict[str, list[Any]]] = {m: {"frame": [], "ssim": [], "hole_se": [], "flicker": [], "rev": [],
                                                 "rev_nowb": []} for m in [*rows_run, "star4_adapted"]}
     per_scene: list[list[Any]] = []
+    strips: dict[str, np.ndarray] = {}  # the first trajectory of the first scene, per completer (qualitative strip)
     match: list[dict[str, float]] = []
     sim_for_speed: tuple[World, ReferenceFrames, np.ndarray] | None = None
     for preset, seed in scenes:
@@ -219,6 +220,9 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
             ck = str(adapted) if m == "star4_adapted" else star_file
             sim = _simulator(world, refs, n_traj, h, w, Krec, model_config(base, ck), render_cfg)
             rgb, valid = _rollout(sim, traj_rec, times)
+            if not strips:
+                strips["ground truth"] = gt_rgb[0]
+            strips.setdefault(m, rgb[0])
             hole = ~valid
             a = acc[m]
             a["frame"] += [psnr(x, y) for x, y in zip(rgb.reshape(-1, h, w, 3), gt_rgb.reshape(-1, h, w, 3),
@@ -266,11 +270,31 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
              f"({frames} frames {width}x{height}); trajectories 0.25-1 m off the path at {w}x{h}; revisit loops of "
              f"{2 * half} steps (0.5 m out while turning 150 degrees, and back). "
              f"Reproduce: `inspatio-sim bench model{' --quick' if quick else ''} --device {device}`."]
+    write_strip(strips, Path(out_dir) / "model_strip")
     write_report("model", out_dir, config, metrics, device, [
         ("Per scene and completer", ["scene", "completer", "frame PSNR", "hole PSNR", "hole flicker", "revisit PSNR",
                                      "hole fraction"], per_scene),
         ("Headline", ["metric", "value"], rows)], notes)
     return metrics
+
+
+def write_strip(strips: dict[str, np.ndarray], stem: Path) -> None:
+    """A side-by-side of one trajectory: a PNG with one labelled row per completer (frames left to right) and an mp4
+    with the completers side by side (``stem``.png / .mp4); ``strips`` maps a name to ``(T, H, W, 3)`` uint8."""
+    import cv2
+
+    if not strips:
+        return
+    order = [k for k in strips if k != "ground truth"] + ["ground truth"]
+    rows = []
+    for name in order:
+        row = np.concatenate(list(strips[name]), 1).copy()
+        cv2.putText(row, name, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA)
+        rows.append(row)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(stem.with_suffix(".png")), np.concatenate(rows, 0)[..., ::-1])
+    frames = [np.concatenate([strips[n][t] for n in order], 1) for t in range(len(strips[order[0]]))]
+    write_video(frames, stem.with_suffix(".mp4"), 2.0)
 
 
 def _adapted_checkpoint(rec: Scene, preset: str, seed: int, frames: int, width: int, height: int, cfg: DictConfig,
