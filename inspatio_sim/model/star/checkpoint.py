@@ -58,6 +58,7 @@ def save(path: str | Path, nets: dict[str, STARNet], meta: dict[str, Any], extra
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is read by whoever uses the World
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
