@@ -90,6 +90,10 @@ def build_simulator(cfg: DictConfig, num_agents: int = 1, device: str | torch.de
     render = to_dataclass(RenderConfig, cfg.render, "render")
     camera = to_dataclass(CameraConfig, cfg.render.camera, "render.camera")
     model = OmegaConf.to_object(cfg.model) if "model" in cfg else ModelConfig()
+    if model.name == "star" and not model.star.checkpoint and cfg.scene.get("path"):
+        from inspatio_sim.model.star.checkpoint import adapted_path
+
+        model.star.checkpoint = str(adapted_path(cfg.scene.path) or "")  # the World's own adapted checkpoint
     world = world_from_config(cfg, device, progress=progress)
     refs = references_from_config(cfg, world) if model.name != "none" else None
     return Simulator(world, int(num_agents), control=control, render=render, camera=camera, model=model,

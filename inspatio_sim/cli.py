@@ -11,6 +11,8 @@
     inspatio-sim config [--keys] [key=value ...]       print the composed configuration (--keys: the key table)
     inspatio-sim data star -o DIR [key=value ...]     training examples for a learned completer (data.* keys)
     inspatio-sim view [--measure] [key=value ...]     browser viewer: drive the World, watch a policy (viewer.* keys)
+    inspatio-sim train star stage=teacher|student [--device D] [key=value ...]   train the STAR generator
+    inspatio-sim adapt star WORLD_DIR [--device D] [key=value ...]   fine-tune STAR on one World's own video
 """
 
 from __future__ import annotations
@@ -164,6 +166,45 @@ def _cmd_view(args: argparse.Namespace, cfg: DictConfig) -> int:
     return run_view(args, cfg)
 
 
+def _train_star(args: argparse.Namespace, cfg: DictConfig) -> int:
+    from inspatio_sim.model.star.train import train
+
+    summary = train(OmegaConf.to_object(cfg.train.star), device=args.device or cfg.device)
+    print(f"train star {summary['stage']}: {summary['iterations']} iterations in {summary['minutes']:.1f} min, "
+          f"loss {summary['loss_first']:.4g} -> {summary['loss_last']:.4g}; wrote {summary['checkpoint']}")
+    return 0
+
+
+TRAINERS: dict[str, Callable[[argparse.Namespace, DictConfig], int]] = {"star": _train_star}
+"""``inspatio-sim train KIND``: one entry per kind of model."""
+
+
+def _train_key(kind: str, override: str) -> str:
+    """``key=value`` -> ``train.KIND.key=value`` when ``key`` is a field of ``train.KIND`` (else unchanged)."""
+    import dataclasses
+
+    from inspatio_sim.config_schema import TrainConfig
+
+    key = override.split("=", 1)[0].lstrip("+~")
+    section = getattr(TrainConfig(), kind, None)
+    names = {f.name for f in dataclasses.fields(section)} if dataclasses.is_dataclass(section) else set()
+    return f"train.{kind}.{override}" if key.split(".", 1)[0] in names else override
+
+
+def _cmd_train(args: argparse.Namespace, cfg: DictConfig) -> int:
+    return TRAINERS[args.kind](args, cfg)
+
+
+def _cmd_adapt(args: argparse.Namespace, cfg: DictConfig) -> int:
+    from inspatio_sim.model.star.adapt import adapt
+
+    summary = adapt(args.world, cfg, device=args.device or cfg.device)
+    print(f"adapt star: {summary['iterations']} iterations in {summary['minutes']:.1f} min, held-out window PSNR "
+          f"{summary['psnr_before']:.2f} -> {summary['psnr_after']:.2f} dB; wrote {summary['checkpoint']} "
+          "(used automatically with scene.path there)")
+    return 0
+
+
 def build_parser(keys_help: bool = True) -> argparse.ArgumentParser:
     """The argument parser; ``keys_help=False`` leaves the configuration-key table (slow to build) out of --help."""
     fmt = argparse.RawDescriptionHelpFormatter
@@ -220,6 +261,12 @@ def build_parser(keys_help: bool = True) -> argparse.ArgumentParser:
                    help="drive the page in headless Chromium, print frames/s and key-to-image latency, exit")
     p.add_argument("--seconds", type=float, default=10.0, help="seconds of driving for --measure (default 10)")
     p.add_argument("--screenshot", metavar="FILE", help="save a PNG of the page in headless Chromium and exit")
+    p = add("train", _cmd_train, "train a model (train.KIND.* keys; atomic checkpoints, resumed when present)",
+            kind={"choices": tuple(TRAINERS), "help": "which model: star = the STAR generator (stage=teacher|student)"})
+    p.add_argument("--device", default=None, help="torch device (default: the `device` config key)")
+    p = add("adapt", _cmd_adapt, "fine-tune the STAR generator on one World's own video (written into its directory)",
+            kind={"choices": ("star",), "help": "which model"}, world={"help": "the World's Scene directory"})
+    p.add_argument("--device", default=None, help="torch device (default: the `device` config key)")
     return parser
 
 
@@ -234,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     args.overrides = overrides
+    if args.command in ("train", "adapt"):  # `train star stage=student` is short for train.star.stage=student
+        args.overrides = [_train_key(args.kind, o) for o in overrides]
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

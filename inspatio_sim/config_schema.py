@@ -25,6 +25,7 @@ from inspatio_sim.cluster.session import ClusterConfig
 from inspatio_sim.control.escm import ESCMConfig
 from inspatio_sim.errors import ConfigError
 from inspatio_sim.model.data import DataConfig
+from inspatio_sim.model.star.train import TrainStarConfig
 from inspatio_sim.model.step import ModelConfig
 from inspatio_sim.recon.frames import FrameSelection
 from inspatio_sim.recon.pipeline import ReconConfig
@@ -268,6 +269,16 @@ class ViewerConfig:
 
 
 @dataclass
+class TrainConfig:
+    """``train``: settings of ``inspatio-sim train KIND``."""
+
+    star: TrainStarConfig = field(default_factory=TrainStarConfig)
+
+    def validate(self) -> None:
+        self.star.validate()
+
+
+@dataclass
 class InSpatioConfig:
     """The whole configuration; every command composes it (``inspatio-sim config`` prints it)."""
 
@@ -285,6 +296,7 @@ class InSpatioConfig:
     data: DataConfig = field(default_factory=DataConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     viewer: ViewerConfig = field(default_factory=ViewerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
         import torch

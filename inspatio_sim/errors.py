@@ -37,3 +37,7 @@ class ReconError(InSpatioError):
 
 class OutputPathError(InSpatioError):
     """An output path cannot be written (its parent is a file, a name is too long, no permission, wrong kind)."""
+
+
+class CheckpointError(InSpatioError):
+    """A model checkpoint is missing, corrupt, of another format, or does not fit what it is loaded into."""

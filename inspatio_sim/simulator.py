@@ -176,7 +176,7 @@ class Simulator:
         self.escm.reset(poses, m)
         self.time = torch.where(m, torch.zeros_like(self.time), self.time)
         if self.model is not None:
-            self.model.reset(m)
+            self.model.reset(m, rngs)
 
     def step(self, actions: torch.Tensor) -> StepOutcome:
         """Apply actions (see :class:`~inspatio_sim.control.ESCM`) and advance every agent's clock by ``dt``."""

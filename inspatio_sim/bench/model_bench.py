@@ -44,6 +44,8 @@ from inspatio_sim.metrics import carry_poses, psnr, ssim, trajectory_errors
 from inspatio_sim.model import ModelConfig, ReferenceFrames, WritebackConfig
 from inspatio_sim.model.data import HELD_OUT
 from inspatio_sim.model.paths import revisit_loops, trajectories
+from inspatio_sim.model.star import checkpoint as star_ckpt
+from inspatio_sim.model.star.completer import StarConfig
 from inspatio_sim.oracle import Oracle
 from inspatio_sim.recon.sfm import CACHE_VERSION as RECON_CACHE_VERSION
 from inspatio_sim.render import RenderConfig
@@ -53,8 +55,27 @@ from inspatio_sim.simulator import CameraConfig, Simulator
 from inspatio_sim.video_io import write_video
 from inspatio_sim.world import World, WorldConfig, build_world
 
-COMPLETERS = ("none", "classical")
+COMPLETERS = ("none", "classical", "star1", "star4", "teacher")
 REVISIT_CAP_DB = 60.0
+STAR_ROWS = {"star1": ("student", 1), "star4": ("student", 4), "teacher": ("teacher", 8)}
+"""Rows of the learned completer: (network of the checkpoint, denoising steps)."""
+SPEED_COMPLETERS = ("none", "classical", "star4")
+"""Completers timed at 64/128 pixels and B = 1/16."""
+
+
+def model_config(row: str, checkpoint: str = "", **kw: Any) -> ModelConfig:
+    """The :class:`ModelConfig` of a bench row (``none``, ``classical``, ``star1``, ``star4``, ``teacher``)."""
+    if row in STAR_ROWS:
+        sampler, steps = STAR_ROWS[row]
+        return ModelConfig(name="star", star=StarConfig(checkpoint=checkpoint, sampler=sampler, steps=steps), **kw)
+    return ModelConfig(name=row, **kw)
+
+
+def recon_path(preset: str, seed: int, frames: int, width: int, height: int, cfg: DictConfig) -> Path:
+    """Where the held-out reconstruction is cached: keyed by the reconstruction settings and the pipeline's cache
+    version (a changed pipeline reconstructs again)."""
+    recon_key = hashlib.sha1(f"{OmegaConf.to_yaml(cfg.recon)}{RECON_CACHE_VERSION}".encode()).hexdigest()[:10]
+    return cache_dir() / "bench-model" / f"{preset}-{seed}-{frames}x{width}x{height}-{recon_key}"
 
 
 def reconstructed(preset: str, seed: int, frames: int, width: int, height: int, cfg: DictConfig, device: str
@@ -66,9 +87,7 @@ def reconstructed(preset: str, seed: int, frames: int, width: int, height: int, 
     oracle_cfg = {"preset": preset, "seed": seed, "num_frames": frames, "width": width, "height": height,
                   "hfov_deg": 70.0, "fps": 15.0, "supersample": 3}
     gt = oracle_scene(oracle_cfg, progress=False)
-    # keyed by the reconstruction settings and the pipeline's cache version: a changed pipeline reconstructs again
-    recon_key = hashlib.sha1(f"{OmegaConf.to_yaml(cfg.recon)}{RECON_CACHE_VERSION}".encode()).hexdigest()[:10]
-    path = cache_dir() / "bench-model" / f"{preset}-{seed}-{frames}x{width}x{height}-{recon_key}"
+    path = recon_path(preset, seed, frames, width, height, cfg)
     if scene_file(path).exists():
         rec = Scene.load(path)
     else:
@@ -163,9 +182,13 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
     render_cfg = to_dataclass(RenderConfig, cfg.render, "render")
     world_cfg = to_dataclass(WorldConfig, cfg.world, "world")
     h, w = height // 2, width // 2
+    star_file = str(cfg.model.star.checkpoint or star_ckpt.DEFAULT)
+    star_nets = star_ckpt.load(star_file)[0]  # a missing or bad checkpoint stops here with one clear line
+    rows_run = [m for m in COMPLETERS if m not in STAR_ROWS or STAR_ROWS[m][0] in star_nets]
     acc: dict[str, dict[str, list[Any]]] = {m: {"frame": [], "ssim": [], "hole_se": [], "flicker": [], "rev": [],
-                                                "rev_nowb": []} for m in COMPLETERS}
+                                                "rev_nowb": []} for m in [*rows_run, "star4_adapted"]}
     per_scene: list[list[Any]] = []
+    strips: dict[str, np.ndarray] = {}  # the first trajectory of the first scene, per completer (qualitative strip)
     match: list[dict[str, float]] = []
     sim_for_speed: tuple[World, ReferenceFrames, np.ndarray] | None = None
     for preset, seed in scenes:
@@ -188,9 +211,18 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
         gt_dyn = truth.dynamic.reshape(n_traj, steps, h, w)
         loop_dyn = loop_truth.dynamic.reshape(n_loops, -1, h, w)
         traj_rec, loops_rec = _carry(traj, gt, rec, index, scale), _carry(loops, gt, rec, index, scale)
-        for m in tqdm(COMPLETERS, desc=f"bench model {preset}", unit="completer"):
-            sim = _simulator(world, refs, n_traj, h, w, Krec, ModelConfig(name=m), render_cfg)
+        adapted = None
+        if "star4" in rows_run:
+            adapted = _adapted_checkpoint(rec, preset, seed, frames, width, height, cfg, star_file, device)
+        for m in tqdm([*rows_run, "star4_adapted"] if adapted else rows_run, desc=f"bench model {preset}",
+                      unit="completer"):
+            base = "star4" if m == "star4_adapted" else m
+            ck = str(adapted) if m == "star4_adapted" else star_file
+            sim = _simulator(world, refs, n_traj, h, w, Krec, model_config(base, ck), render_cfg)
             rgb, valid = _rollout(sim, traj_rec, times)
+            if not strips:
+                strips["ground truth"] = gt_rgb[0]
+            strips.setdefault(m, rgb[0])
             hole = ~valid
             a = acc[m]
             a["frame"] += [psnr(x, y) for x, y in zip(rgb.reshape(-1, h, w, 3), gt_rgb.reshape(-1, h, w, 3),
@@ -199,10 +231,12 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
             se = (rgb.astype(np.float64) - gt_rgb.astype(np.float64)) ** 2
             a["hole_se"].append((float(se[hole].sum()), int(hole.sum()) * 3))
             a["flicker"].append(flicker(rgb, hole, gt_depth, gt_dyn, traj, K))
-            loop_sim = _simulator(world, refs, n_loops, h, w, Krec, ModelConfig(name=m), render_cfg)
+            if m == "star4_adapted":
+                continue
+            loop_sim = _simulator(world, refs, n_loops, h, w, Krec, model_config(m, ck), render_cfg)
             a["rev"].append(_revisit_psnr(_rollout(loop_sim, loops_rec, loop_times)[0], loop_dyn))
             if m != "none":
-                nowb = ModelConfig(name=m, writeback=WritebackConfig(scope="off"))
+                nowb = model_config(m, ck, writeback=WritebackConfig(scope="off"))
                 loop_sim = _simulator(world, refs, n_loops, h, w, Krec, nowb, render_cfg)
                 a["rev_nowb"].append(_revisit_psnr(_rollout(loop_sim, loops_rec, loop_times)[0], loop_dyn))
             per_scene.append([f"{preset}-{seed}", m, float(np.mean(a["frame"][-n_traj * steps:])),
@@ -212,9 +246,12 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
     metrics: dict[str, float] = {}
     for key in match[0]:
         metrics[key] = float(np.mean([mm[key] for mm in match]))
-    for m in COMPLETERS:
-        a = acc[m]
+    for m, a in acc.items():
+        if not a["frame"]:
+            continue
         metrics[f"frame_psnr_{m}"] = float(np.mean(a["frame"]))
+        if m == "star4_adapted":
+            continue
         metrics[f"frame_ssim_{m}"] = float(np.mean(a["ssim"]))
         metrics[f"hole_psnr_{m}"] = _pooled_psnr(a["hole_se"])
         metrics[f"hole_flicker_{m}"] = float(np.nanmean(a["flicker"]))
@@ -222,7 +259,9 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
         if a["rev_nowb"]:
             metrics[f"revisit_psnr_{m}_no_writeback"] = float(np.mean(a["rev_nowb"]))
     assert sim_for_speed is not None
-    metrics.update(_speed(*sim_for_speed, render_cfg, device, quick))
+    metrics.update(_speed(*sim_for_speed, render_cfg, device, quick, star_file))
+    meta = star_ckpt.load(star_file)[1]
+    metrics["train_minutes_default"] = float(meta.get("teacher_minutes", 0.0)) + float(meta.get("student_minutes", 0.0))
     rows = [[k, v] for k, v in metrics.items()]
     config = {"quick": quick, "device": device, "scenes": [list(s) for s in scenes], "frames": frames,
               "video": [width, height], "eval_resolution": [w, h], "trajectories": n_traj, "steps": steps,
@@ -231,11 +270,49 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
              f"({frames} frames {width}x{height}); trajectories 0.25-1 m off the path at {w}x{h}; revisit loops of "
              f"{2 * half} steps (0.5 m out while turning 150 degrees, and back). "
              f"Reproduce: `inspatio-sim bench model{' --quick' if quick else ''} --device {device}`."]
+    write_strip(strips, Path(out_dir) / "model_strip")
     write_report("model", out_dir, config, metrics, device, [
         ("Per scene and completer", ["scene", "completer", "frame PSNR", "hole PSNR", "hole flicker", "revisit PSNR",
                                      "hole fraction"], per_scene),
         ("Headline", ["metric", "value"], rows)], notes)
     return metrics
+
+
+def write_strip(strips: dict[str, np.ndarray], stem: Path) -> None:
+    """A side-by-side of one trajectory: a PNG with one labelled row per completer (frames left to right) and an mp4
+    with the completers side by side (``stem``.png / .mp4); ``strips`` maps a name to ``(T, H, W, 3)`` uint8."""
+    import cv2
+
+    if not strips:
+        return
+    order = [k for k in strips if k != "ground truth"] + ["ground truth"]
+    rows = []
+    for name in order:
+        row = np.concatenate(list(strips[name]), 1).copy()
+        cv2.putText(row, name, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA)
+        rows.append(row)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(stem.with_suffix(".png")), np.concatenate(rows, 0)[..., ::-1])
+    frames = [np.concatenate([strips[n][t] for n in order], 1) for t in range(len(strips[order[0]]))]
+    write_video(frames, stem.with_suffix(".mp4"), 2.0)
+
+
+def _adapted_checkpoint(rec: Scene, preset: str, seed: int, frames: int, width: int, height: int, cfg: DictConfig,
+                        star_file: str, device: str) -> Path | None:
+    """The student adapted to this held-out scene's own video (``adapt star`` on its reconstruction; cached beside
+    it and made again when the base checkpoint changes); ``None`` when the checkpoint has no student."""
+    from inspatio_sim.model.star.adapt import adapt
+
+    root = recon_path(preset, seed, frames, width, height, cfg)
+    out = root / star_ckpt.ADAPTED_NAME
+    stamp = root / "star_adapted.base"
+    base = f"{Path(star_file).resolve()} {Path(star_file).stat().st_mtime_ns}"
+    if out.is_file() and stamp.is_file() and stamp.read_text() == base:
+        return out
+    acfg = OmegaConf.merge(cfg, {"model": {"star": {"checkpoint": star_file}}})
+    adapt(root, acfg, device=device, progress=True)
+    stamp.write_text(base)
+    return out
 
 
 def _pooled_psnr(parts: list[tuple[float, int]]) -> float:
@@ -245,17 +322,18 @@ def _pooled_psnr(parts: list[tuple[float, int]]) -> float:
     return REVISIT_CAP_DB if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
-def _speed(world: World, refs: ReferenceFrames, K: np.ndarray, render_cfg: RenderConfig, device: str, quick: bool
-           ) -> dict[str, float]:
+def _speed(world: World, refs: ReferenceFrames, K: np.ndarray, render_cfg: RenderConfig, device: str, quick: bool,
+           star_file: str = "") -> dict[str, float]:
     """Step + observe latency and frames/s per completer at 64 and 128 pixels, B = 1 and 16; memory per agent."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     cases: dict[object, tuple[Any, int]] = {}
     sims = {}
-    for m in COMPLETERS:
+    for m in SPEED_COMPLETERS:
         for res in (64, 128):
             for b in (1, 16):
                 sim = Simulator(world, b, control=ESCMConfig(action_model="ground"), render=render_cfg,
-                                camera=CameraConfig(width=res, height=res, hfov_deg=90.0), model=ModelConfig(name=m),
+                                camera=CameraConfig(width=res, height=res, hfov_deg=90.0),
+                                model=model_config(m, star_file),
                                 references=refs)
                 rngs = [np.random.default_rng(i) for i in range(b)]
                 sim.reset(None, rngs)

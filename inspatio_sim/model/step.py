@@ -2,7 +2,7 @@
 observation -> cache update -> write-back.
 
 ``model.name`` chooses the completer: ``none`` (the explicit render as it is: no cache, no cost), ``classical``
-(:mod:`inspatio_sim.model.classical`) or ``star`` (the learned generator; refused until a checkpoint ships). One
+(:mod:`inspatio_sim.model.classical`) or ``star`` (the learned STAR generator, :mod:`inspatio_sim.model.star`). One
 :class:`ModelStep` serves the B agents of a Simulator; every call is one step of every agent. Observations keep the
 explicit render's depth and validity: completed pixels carry colour, not geometry.
 """
@@ -17,6 +17,7 @@ from inspatio_sim.errors import ConfigError
 from inspatio_sim.model.cache import CacheConfig, SpatiotemporalCache
 from inspatio_sim.model.classical import SOURCE_INPAINT, ClassicalCompleter, ClassicalConfig, Completion
 from inspatio_sim.model.references import ReferenceFrames
+from inspatio_sim.model.star.completer import SOURCE_MODEL, StarCompleter, StarConfig
 from inspatio_sim.model.warp import fill_depth, lift
 from inspatio_sim.model.writeback import GeneratedPool, WritebackConfig
 from inspatio_sim.render import RenderConfig, RenderOutput
@@ -32,16 +33,15 @@ class ModelConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     classical: ClassicalConfig = field(default_factory=ClassicalConfig)
     writeback: WritebackConfig = field(default_factory=WritebackConfig)
+    star: StarConfig = field(default_factory=StarConfig)
 
     def validate(self) -> None:
         if self.name not in MODELS:
             raise ConfigError(f"model must be one of {', '.join(MODELS)}, got '{self.name}'")
-        if self.name == "star":
-            raise ConfigError("model=star needs the STAR generator's checkpoint, which is not built yet; "
-                              "use model=classical or model=none")
         self.cache.validate()
         self.classical.validate()
         self.writeback.validate()
+        self.star.validate()
 
 
 class ModelStep:
@@ -55,10 +55,12 @@ class ModelStep:
         config: :class:`ModelConfig` (``name`` must not be ``none``: the Simulator skips the step then).
         render: Renderer settings (the generated layer is drawn with them).
         block_size: Points per block of the World (the generated layer uses the same).
+        world_dir: The World's Scene directory (``model=star`` uses the adapted checkpoint found there).
     """
 
     def __init__(self, refs: ReferenceFrames, num_agents: int, height: int, width: int, K: torch.Tensor,
-                 config: ModelConfig, render: RenderConfig | None = None, block_size: int = 64) -> None:
+                 config: ModelConfig, render: RenderConfig | None = None, block_size: int = 64,
+                 world_dir: str | None = None) -> None:
         config.validate()
         if config.name == "none":
             raise ConfigError("ModelStep needs a completer; model=none renders without one")
@@ -68,14 +70,22 @@ class ModelStep:
         self.render_config = render or RenderConfig()
         self.K = torch.as_tensor(K, dtype=torch.float32, device=refs.rgb.device)
         self.cache = SpatiotemporalCache(refs, num_agents, height, width, config.cache)
-        self.completer = ClassicalCompleter(config.classical)
+        self.completer: ClassicalCompleter | StarCompleter
+        if config.name == "star":
+            self.completer = StarCompleter(config.star, num_agents, height, width, int(config.cache.ref_slots),
+                                           int(config.cache.history_slots), refs.rgb.device, world_dir)
+        else:
+            self.completer = ClassicalCompleter(config.classical)
         self.pool = (None if config.writeback.scope == "off"
                      else GeneratedPool(num_agents, config.writeback, block_size, refs.rgb.device))
         self.last: Completion | None = None
 
-    def reset(self, mask: torch.Tensor | None = None) -> None:
-        """Clear the caches and written-back content of the agents in ``mask (B,)`` (all when ``None``)."""
+    def reset(self, mask: torch.Tensor | None = None, rngs: list | None = None) -> None:
+        """Clear the caches and written-back content of the agents in ``mask (B,)`` (all when ``None``); a learned
+        completer re-seeds agent ``i``'s noise from ``rngs[i]`` (the env's seeded numpy generator) when given."""
         self.cache.reset(mask)
+        if isinstance(self.completer, StarCompleter):
+            self.completer.reset(mask, rngs)
         if self.pool is not None and self.config.writeback.scope == "per_agent":
             self.pool.reset(mask)
 
@@ -107,6 +117,8 @@ class ModelStep:
                               filled=torch.where(keep[:, None, None], self.last.filled, done.filled),
                               source=torch.where(keep[:, None, None], self.last.source, done.source))
         self.cache.push(done.rgb, done.depth, poses, scene_time, step)
+        if isinstance(self.completer, StarCompleter):
+            self.completer.push(done, step)
         if self.pool is not None:
             self._write_back(done, poses, step)
         self.last = done
@@ -117,7 +129,7 @@ class ModelStep:
         with their estimated depth into each agent's part of the pool. Pixels taken from the video are not written:
         the same step derives them again on a revisit."""
         s = int(self.config.writeback.stride)
-        invent = done.filled & (done.source == SOURCE_INPAINT) & step[:, None, None]
+        invent = done.filled & ((done.source == SOURCE_INPAINT) | (done.source == SOURCE_MODEL)) & step[:, None, None]
         depth = torch.where(invent, done.depth, torch.zeros_like(done.depth))
         points = lift(depth, poses.float(), self.K, stride=s)
         keep = depth[:, ::s, ::s] > 0

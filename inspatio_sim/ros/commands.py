@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def ros_settings(cfg: DictConfig) -> M.RosSettings:
-    """The validated ``ros`` config node (rejects ``ros.model`` values that are not built yet)."""
+    """The validated ``ros`` config node."""
     return to_dataclass(M.RosSettings, cfg.ros, "ros")
 
 

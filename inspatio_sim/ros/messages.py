@@ -67,7 +67,7 @@ class RosSettings:
     """The ``ros`` config node (schema: ``inspatio_sim.config_schema.RosSection``, which adds ``ros.bench``)."""
 
     rate: float = 10.0  # publish rate (Hz); the node steps the Simulator once per tick with dt = 1/rate
-    model: str | None = None  # world-model completer of the node: none | classical (null: the model.name key)
+    model: str | None = None  # world-model completer of the node: none | classical | star (null: the model.name key)
     sim_time: bool = False  # publish /clock (rosgraph_msgs/Clock) and stamp every message with simulation time
     cmd_timeout: float = 0.5  # seconds after the last cmd_vel until the node commands zero velocity
     seed: int = 0  # seed of the start pose and of the poses drawn on reset
@@ -79,9 +79,6 @@ class RosSettings:
     def validate(self) -> None:
         if self.model is not None and self.model not in MODELS:
             raise ConfigError(f"ros.model must be one of {', '.join(MODELS)} or null, got '{self.model}'")
-        if self.model == "star":
-            raise ConfigError("ros.model=star needs the STAR generator's checkpoint, which is not built yet; "
-                              "use ros.model=classical or none")
         if not (isinstance(self.rate, (int, float)) and math.isfinite(self.rate) and 0 < self.rate <= 1000):
             raise ConfigError(f"ros.rate must be a publish rate in (0, 1000] Hz, got {self.rate}")
         if not self.cmd_timeout > 0:

@@ -154,8 +154,9 @@ def test_a_revisit_shows_the_same_completed_content_and_agents_keep_their_writes
     assert sim.model.pool.num_points[0] == 0 and sim.model.pool.num_points[1] > 0
 
 
-def test_model_star_is_refused_until_a_checkpoint_ships(tiny):
-    from inspatio_sim.errors import ConfigError
+def test_model_star_without_its_checkpoint_fails_with_one_clear_line(tiny):
+    from inspatio_sim.errors import CheckpointError
+    from inspatio_sim.model.star.completer import StarConfig
 
-    with pytest.raises(ConfigError, match="star"):
-        _sim(tiny, name="star")
+    with pytest.raises(CheckpointError, match=r"/nonexistent/star\.pt does not exist"):
+        _sim(tiny, name="star", star=StarConfig(checkpoint="/nonexistent/star.pt"))

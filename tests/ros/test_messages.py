@@ -37,12 +37,11 @@ def test_realised_twist_and_frames():
     np.testing.assert_allclose(T_wb, np.eye(4), atol=1e-12)
 
 
-def test_ros_model_chooses_the_completer_and_star_is_rejected_with_a_clear_error():
+def test_ros_model_chooses_the_completer():
     assert ros_settings(compose([])).model is None  # null: the model.name key decides
     assert ros_settings(compose(["ros.model=none"])).model == "none"
     assert ros_settings(compose(["ros.model=classical"])).model == "classical"
-    with pytest.raises(ConfigError, match="not built yet"):
-        ros_settings(compose(["ros.model=star"]))
+    assert ros_settings(compose(["ros.model=star"])).model == "star"
     with pytest.raises(ConfigError, match="one of none, classical, star"):
         ros_settings(compose(["ros.model=diffusion"]))
     with pytest.raises(ConfigError, match=r"ros\.rate"):

@@ -348,8 +348,8 @@ def test_missing_world_fails_at_startup_with_one_clear_line(caplog):
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "no Scene at" in errors[0].getMessage()
     with caplog.at_level(logging.ERROR):
-        assert node_main(["scene=tiny", "ros.model=star"]) == 2
-    assert "not built yet" in caplog.records[-1].getMessage()
+        assert node_main(["scene=tiny", "ros.model=star", "model.star.checkpoint=/nonexistent/star.pt"]) == 2
+    assert "/nonexistent/star.pt does not exist" in caplog.records[-1].getMessage()
     # the ament_python package's entry point (ros2_ws/src/inspatio_ros) calls the same function
     spec = importlib.util.spec_from_file_location("world_node", ROS2_PKG / "inspatio_ros" / "world_node.py")
     module = importlib.util.module_from_spec(spec)
