@@ -9,6 +9,10 @@
     inspatio-sim record --bag OUT.mcap [key=value ...] record a rollout as a rosbag2 (MCAP or sqlite3)
     inspatio-sim config [--keys] [key=value ...]       print the composed configuration (--keys: the key table)
     inspatio-sim data star -o DIR [key=value ...]     training examples for a learned completer (data.* keys)
+    inspatio-sim train ppo [task=pointnav] [world=W] [key=value ...]   train a policy (train.ppo.* keys)
+    inspatio-sim eval [policy=random|oracle|ppo] [task=...] [episodes=FILE|N|val] [out=DIR] [checkpoint=PATH]
+    inspatio-sim eval transfer [key=value ...]        train in the reconstructed World, evaluate in the exact one
+    inspatio-sim episodes make [world=W] [task=pointnav] [split=val] [count=N]   a fixed episode set (episodes.*)
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -150,6 +155,79 @@ def _cmd_data(args: argparse.Namespace, cfg: DictConfig) -> int:
     return 0
 
 
+def _world_override(value: str) -> str:
+    """``world=W``: a bundled scene preset (``configs/scene/W.yaml``) or a Scene path."""
+    presets = {p.stem for p in (Path(__file__).parent / "configs" / "scene").glob("*.yaml")}
+    return f"scene={value}" if value in presets else f"scene.path={value}"
+
+
+def _train_ppo(args: argparse.Namespace, cfg: DictConfig) -> int:
+    from policies.ppo import run_training
+
+    run_training(cfg, args.overrides)
+    return 0
+
+
+# train KIND -> (runner, short key=value aliases); other trainers add an entry
+TRAIN_KINDS: dict[str, tuple[Callable[..., int], dict[str, str]]] = {
+    "ppo": (_train_ppo, {"task": "train.ppo.task", "seed": "train.ppo.seed", "minutes": "train.ppo.minutes",
+                         "steps": "train.ppo.total_steps", "num_envs": "train.ppo.num_envs", "world": "world",
+                         "action_model": "train.ppo.action_model", "run_dir": "train.ppo.run_dir"}),
+}
+EVAL_ALIASES = {"policy": "eval.policy", "task": "eval.task", "episodes": "eval.episodes",
+                "checkpoint": "eval.checkpoint", "seed": "eval.seed", "world": "world",
+                "action_model": "eval.action_model", "num_envs": "eval.num_envs", "max_steps": "eval.max_steps"}
+EPISODES_ALIASES = {"task": "episodes.task", "split": "episodes.split", "count": "episodes.count",
+                    "seed": "episodes.seed", "bins": "episodes.bins", "output": "episodes.output", "world": "world",
+                    "action_model": "episodes.action_model"}
+
+
+def _cmd_train(args: argparse.Namespace, cfg: DictConfig) -> int:
+    return TRAIN_KINDS[args.kind][0](args, cfg)
+
+
+def _cmd_eval(args: argparse.Namespace, cfg: DictConfig) -> int:
+    from policies.evaluate import evaluate
+
+    if args.what == "transfer":
+        from policies.transfer import run_transfer
+
+        run_transfer(cfg, args.overrides)
+        return 0
+    report = evaluate(cfg, args.overrides)
+    shown = {k: v for k, v in report["metrics"].items() if v is not None}
+    width = max(len(k) for k in shown)
+    for k, v in shown.items():
+        lo, hi = report["ci95"][k]
+        print(f"{k:<{width}}  {v:.4g}  [{lo:.4g}, {hi:.4g}]")
+    print(f"wrote {cfg.out}/eval_{report['policy']}_{report['task']}.json, .md, .png"
+          + (", .mp4" if int(cfg.eval.video_episodes) else ""))
+    return 0
+
+
+def _cmd_episodes(args: argparse.Namespace, cfg: DictConfig) -> int:
+    from policies.episode_sets import make_episode_file
+
+    make_episode_file(cfg, args.overrides)
+    return 0
+
+
+def _aliases(args: argparse.Namespace) -> dict[str, str]:
+    if args.command == "train":
+        return TRAIN_KINDS[args.kind][1]
+    return {"eval": EVAL_ALIASES, "episodes": EPISODES_ALIASES}.get(args.command, {})
+
+
+def _expand(overrides: list[str], aliases: dict[str, str]) -> list[str]:
+    """Short ``key=value`` aliases of a command (``policy=oracle``) -> full keys (``eval.policy=oracle``)."""
+    out = []
+    for o in overrides:
+        key, value = o.split("=", 1)
+        target = aliases.get(key)
+        out.append(o if target is None else _world_override(value) if target == "world" else f"{target}={value}")
+    return out
+
+
 def build_parser(keys_help: bool = True) -> argparse.ArgumentParser:
     """The argument parser; ``keys_help=False`` leaves the configuration-key table (slow to build) out of --help."""
     fmt = argparse.RawDescriptionHelpFormatter
@@ -194,6 +272,14 @@ def build_parser(keys_help: bool = True) -> argparse.ArgumentParser:
     p = add("data", _cmd_data, "write training data (sharded, resumable; held-out benchmark scenes excluded)",
             kind={"choices": ("star",), "help": "which data: star = examples for the learned completer"})
     p.add_argument("-o", "--output", default="out/data/star", help="output directory (default out/data/star)")
+    add("train", _cmd_train, "train a policy (ppo: train.ppo.* keys; short keys task=, world=, steps=, minutes=)",
+        kind={"choices": tuple(TRAIN_KINDS), "help": "what to train"})
+    add("eval", _cmd_eval, "evaluate a policy: policy=random|oracle|ppo task=pointnav|explore episodes=FILE|N|val "
+        "out=DIR [checkpoint=PATH] (eval.* keys); `eval transfer`: the reconstructed-to-exact transfer gap",
+        what={"nargs": "?", "choices": ("policy", "transfer"), "default": "policy",
+              "help": "policy (default) or transfer"})
+    add("episodes", _cmd_episodes, "make a fixed episode set: world=W task=pointnav split=val count=N (episodes.*)",
+        action={"choices": ("make",), "help": "make: write an episode file"})
     return parser
 
 
@@ -207,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"inspatio-sim: error: unexpected argument(s) {' '.join(stray)}; overrides look like key=value",
               file=sys.stderr)
         return 2
-    args.overrides = overrides
+    args.overrides = _expand(overrides, _aliases(args))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
