@@ -2,8 +2,8 @@
 
 A cell (the World's occupancy voxel size, x-y plane) is traversable when the camera sphere centred at the cell
 centre, ``camera_height`` above the ground plane, is clear of geometry (signed distance above ``radius`` plus half
-a voxel diagonal) and inside the trusted region (there and half a voxel above and below). Geodesic distances are shortest 8-connected paths over
-traversable cells (scikit-image's minimum-cost-path with Euclidean steps).
+a voxel diagonal) and inside the trusted region (there and half a voxel above and below). Geodesic distances are
+shortest 8-connected paths over traversable cells (scikit-image's minimum-cost-path with Euclidean steps).
 """
 
 from __future__ import annotations

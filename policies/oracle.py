@@ -89,31 +89,39 @@ def _clear_line(nav: NavGrid, a: np.ndarray, b: np.ndarray) -> bool:
     return bool(ok.all())
 
 
-def best_bearing(nav: NavGrid, dmap: np.ndarray, xy: np.ndarray, yaw: float, step: float, resolution: float
-                 ) -> float | None:
+def best_bearing(nav: NavGrid, dmap: np.ndarray, xy: np.ndarray, yaw: float, step: float, resolution: float,
+                 prefer: float | None = None, short: float = 0.0) -> float | None:
     """The bearing (radians, a multiple of ``resolution``, counter-clockwise from ``yaw``) of the straight move of
     ``step`` metres, over traversable cells only, that lands lowest on ``dmap``; turning costs a little, so straight
-    ahead wins ties. ``None`` when no such move exists (boxed in)."""
+    ahead wins ties, and the heading nearest to ``prefer`` (absolute, the last choice) gets a bonus of two cells, so
+    two near-equal ways round an obstacle do not alternate. A move needs a straight line over traversable cells, or,
+    when ``step < short``, only a traversable end cell. ``None`` when no such move exists (boxed in)."""
     k = np.arange(-int(np.ceil(np.pi / resolution)), int(np.ceil(np.pi / resolution)) + 1)
     headings = yaw + k * resolution
     ends = xy + step * np.stack([np.cos(headings), np.sin(headings)], 1)
     ij, inside = nav.cell_of(ends)
     value = np.where(inside, dmap[ij[:, 0], ij[:, 1]], np.inf) + 0.002 * np.abs(k * resolution)
+    if prefer is not None:
+        value[np.argmin(np.abs(wrap_angle(headings - prefer)))] -= 2 * nav.cell
     for n in np.argsort(value):
         if not np.isfinite(value[n]):
             break
-        if _clear_line(nav, xy, ends[n]):
+        # a move shorter than the blocked band around geometry (twice the sphere radius) cannot cross a wall: the
+        # end cell decides (the ESCM checks the trusted region at the end only, so crossing a trust hole is fine)
+        (c,), _ = nav.cell_of(ends[n][None])
+        if nav.traversable[c[0], c[1]] if step < short else _clear_line(nav, xy, ends[n]):
             return float(k[n] * resolution)
     return None
 
 
-def discrete_step(nav: NavGrid, dmap: np.ndarray, xy: np.ndarray, yaw: float, step: float, turn: float) -> int:
+def discrete_step(nav: NavGrid, dmap: np.ndarray, xy: np.ndarray, yaw: float, step: float, turn: float,
+                  prefer: float | None = None, short: float = 0.0) -> tuple[int, float | None]:
     """The discrete action (1 ``move_forward``, 2 ``turn_left``, 3 ``turn_right``) towards :func:`best_bearing`
-    at the turn step's resolution (``turn_left`` when boxed in)."""
-    bearing = best_bearing(nav, dmap, xy, yaw, step, turn)
+    at the turn step's resolution (``turn_left`` when boxed in), and the absolute heading chosen."""
+    bearing = best_bearing(nav, dmap, xy, yaw, step, turn, prefer, short)
     if bearing is None:
-        return 2
-    return 1 if abs(bearing) < turn / 2 else (2 if bearing > 0 else 3)
+        return 2, None
+    return (1 if abs(bearing) < turn / 2 else (2 if bearing > 0 else 3)), yaw + bearing
 
 
 class _Steering:
@@ -168,6 +176,11 @@ class PointNavOracle(Policy):
         self.lookahead = lookahead
         self.stop_radius = max(self.env.task.config.success_radius - stop_margin, self.nav.cell)
         self.maps: dict[tuple[float, float], np.ndarray] = {}
+        self.heading: list[float | None] = [None] * self.env.num_envs  # last chosen heading (discrete)
+
+    def reset(self, mask: np.ndarray) -> None:
+        for i in np.flatnonzero(mask):
+            self.heading[i] = None
 
     def _map(self, goal_xy: np.ndarray) -> np.ndarray:
         key = (round(float(goal_xy[0]), 4), round(float(goal_xy[1]), 4))
@@ -196,9 +209,12 @@ class PointNavOracle(Policy):
             stop[i] = geo <= self.stop_radius
         if self.steer.model == "discrete":
             cfg = self.env.sim.escm.config
-            steps = [discrete_step(self.nav, self._map(goals[i, :2]), xy[i], yaw[i], cfg.forward_step,
-                                   self.steer.turn_step) for i in range(len(xy))]
-            return np.where(stop, 0, np.array(steps)).astype(np.int64)
+            steps = np.zeros(len(xy), np.int64)
+            for i in range(len(xy)):
+                steps[i], self.heading[i] = discrete_step(self.nav, self._map(goals[i, :2]), xy[i], yaw[i],
+                                                          cfg.forward_step, self.steer.turn_step, self.heading[i],
+                                                          short=2 * cfg.radius)
+            return np.where(stop, 0, steps).astype(np.int64)
         return self.steer(bearing, distance, stop)
 
 
@@ -282,8 +298,9 @@ class ExploreOracle(Policy):
             bearing[i] = wrap_angle(np.arctan2(rel[1], rel[0]) - yaw[i])
             distance[i] = np.linalg.norm(rel)
             if self.steer.model == "discrete":
-                discrete[i] = discrete_step(self.nav, self.maps[i], xy[i], yaw[i],
-                                            self.env.sim.escm.config.forward_step, self.steer.turn_step)
+                cfg = self.env.sim.escm.config
+                discrete[i], _ = discrete_step(self.nav, self.maps[i], xy[i], yaw[i], cfg.forward_step,
+                                               self.steer.turn_step, short=2 * cfg.radius)
         if self.steer.model == "discrete":
             return discrete
         return self.steer(bearing, distance, np.zeros(b, bool))

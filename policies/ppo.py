@@ -147,7 +147,8 @@ def make_train_env(p: Any, overrides: list[str], device: str) -> Any:
 
 def train(p: Any, run_dir: str | Path, overrides: list[str] | None = None, device: str = "cpu",
           progress: bool = True, env: Any = None) -> dict[str, Any]:
-    """Train PPO with settings ``p`` (``train.ppo``) in ``run_dir``; return the final log row plus paths.
+    """Train PPO with settings ``p`` (``train.ppo``) in ``run_dir``; return the final log row plus paths (and the
+    trained ``agent``).
 
     ``overrides`` are the hydra overrides of the World (``scene=...``, ``scene.path=...``); ``env`` an already
     built native vector env to train in (tests).
@@ -292,7 +293,7 @@ def train(p: Any, run_dir: str | Path, overrides: list[str] | None = None, devic
         writer.close()
         curve = learning_curve(log_rows, run / "learning_curve.png", str(p.task))
         return {**row, "checkpoint": str(ckpt_path), "csv": str(run / "progress.csv"), "curve": str(curve),
-                "updates": state["update"], "minutes_total": round(state["seconds"] / 60, 2)}
+                "updates": state["update"], "minutes_total": round(state["seconds"] / 60, 2), "agent": agent}
     finally:
         if own_env:
             env.close()
