@@ -290,6 +290,7 @@ class EvalTransfer:
     train_steps: int = 200000  # PPO agent steps per training run (train.ppo.* for the rest)
     train_minutes: float = 30.0  # wall-clock budget per training run (minutes)
     episodes: int = 50  # episodes per evaluation (drawn per World with eval.seed)
+    recon_scene: str | None = None  # the reconstructed Scene (default: reconstruct the oracle clip to {out}/recon_*)
 
     def validate(self) -> None:
         _positive("eval.transfer", self, "train_steps", "train_minutes", "episodes")

@@ -41,6 +41,8 @@ HEADLINE: dict[str, tuple[str, ...]] = {
               "revisit_psnr_classical_no_writeback", "latency_ms_64_b1_classical", "fps_64_b16_classical",
               "mem_mb_per_agent_cache"),
     "soak": SOAK_ENV_KEYS + SOAK_ROS_KEYS,
+    "transfer": ("transfer_success_recon_to_exact", "transfer_success_exact_to_exact", "transfer_spl_recon_to_exact",
+                 "transfer_spl_exact_to_exact", "transfer_success_drop"),
 }
 """Headline metric keys per benchmark (named by their issues; the README tables report them)."""
 
