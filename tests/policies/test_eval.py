@@ -46,3 +46,14 @@ def test_eval_command_writes_json_markdown_plot_and_video(tmp_path, capsys):
 def test_eval_command_refuses_ppo_without_a_checkpoint(tmp_path, capsys):
     assert main(["eval", "policy=ppo", "episodes=2", f"out={tmp_path}", "scene=small"]) == 2
     assert "needs checkpoint=PATH" in capsys.readouterr().err
+
+
+def test_episodes_make_command_writes_a_loadable_set(tmp_path, capsys):
+    from envs.episodes import load_episodes
+
+    out = tmp_path / "small_val.json.gz"
+    assert main(["episodes", "make", "world=small", "task=pointnav", "count=4", "bins=[1.0,2.0,3.0]",
+                 f"output={out}"]) == 0, capsys.readouterr().err
+    episodes = load_episodes(out, "pointnav")
+    assert len(episodes) == 4 and episodes.bins == [1.0, 2.0, 3.0]
+    assert "per geodesic bin: 1-2 m: 2, 2-3 m: 2" in capsys.readouterr().out
