@@ -51,5 +51,14 @@ bench-quick: $(STAMP)
 	$(BIN)/inspatio-sim bench recon --quick
 	$(BIN)/inspatio-sim bench ros --quick
 
+# On a machine with an NVIDIA GPU and a CUDA build of torch in the venv: the CUDA tests, then the render and env
+# benches on the GPU (quick sizes; under 8 minutes). Figures land in out/gpu/.
+.PHONY: gpu-check
+gpu-check: $(STAMP)
+	@$(BIN)/python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'gpu-check: torch sees no CUDA device (install a CUDA build of torch into $(VENV), e.g. pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128, and numba-cuda)')"
+	timeout 180 $(BIN)/python -m pytest -q tests/render/test_cuda.py tests/render/test_fused_cuda.py
+	timeout 180 $(BIN)/inspatio-sim bench render --quick --device cuda --out out/gpu
+	timeout 120 $(BIN)/inspatio-sim bench env --quick --device cuda --out out/gpu
+
 clean:
 	rm -rf $(VENV) out .pytest_cache

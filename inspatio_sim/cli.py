@@ -1,6 +1,7 @@
 """The inspatio-sim command line: one entry point, a subcommand per job, hydra key=value overrides.
 
     inspatio-sim reconstruct VIDEO -o DIR [key=value ...]   a video (or image folder) -> a Scene
+    inspatio-sim reconstruct-many INPUT... -o WORLDS [--address A]  many clips -> many worlds on Ray (cluster.*)
     inspatio-sim oracle [-o DIR] [key=value ...]      generate a ground-truth oracle Scene
     inspatio-sim world [key=value ...]                 build the World from the configured Scene and summarise it
     inspatio-sim demo [key=value ...]                  fly a camera off the recorded path: out/demo.mp4 + metrics
@@ -32,7 +33,7 @@ from inspatio_sim.config import compose, describe_keys, keys_markdown, to_datacl
 from inspatio_sim.errors import InSpatioError
 
 log = logging.getLogger("inspatio_sim")
-BENCHES = ("render", "env", "recon", "ros", "model", "soak")
+BENCHES = ("render", "env", "recon", "ros", "model", "soak", "ray")
 
 
 @functools.cache
@@ -110,6 +111,12 @@ def _cmd_reconstruct(args: argparse.Namespace, cfg: DictConfig) -> int:
     from inspatio_sim.recon_report import run_reconstruct
 
     return run_reconstruct(args, cfg)
+
+
+def _cmd_reconstruct_many(args: argparse.Namespace, cfg: DictConfig) -> int:
+    from inspatio_sim.cluster.reconstruct_many import run_reconstruct_many
+
+    return run_reconstruct_many(args, cfg)
 
 
 def _cmd_ros(args: argparse.Namespace, cfg: DictConfig) -> int:
@@ -248,6 +255,13 @@ def build_parser(keys_help: bool = True) -> argparse.ArgumentParser:
             input={"help": "video file (mp4/avi/mov/mkv, anything OpenCV reads) or a folder of images"})
     p.add_argument("-o", "--output", required=True, help="output directory (gets scene.npz and report.json)")
     p.add_argument("--force", action="store_true", help="recompute structure-from-motion even when cached")
+    p = add("reconstruct-many", _cmd_reconstruct_many, "reconstruct many clips into WORLDS/<name>/, one Ray task per "
+            "clip (cluster.* keys); WORLDS/index.json lists them; a rerun skips finished worlds",
+            inputs={"nargs": "+", "metavar": "INPUT", "help": "video files, folders of clips, globs, .txt lists"})
+    p.add_argument("-o", "--output", required=True, help="worlds folder (one sub-folder per clip + index.json)")
+    p.add_argument("--address", default=None, help="Ray cluster to join: auto or HOST:PORT (default: cluster.address,"
+                   " else a local Ray instance)")
+    p.add_argument("--force", action="store_true", help="redo worlds that are already finished")
     p = add("oracle", _cmd_oracle, "generate the ground-truth oracle Scene of scene.oracle.* (cached)")
     p.add_argument("-o", "--output", help="also write the Scene to this directory or .npz file")
     p.add_argument("--video", help="also write the rendered frames as a video (.mp4: mp4v, .avi: MJPG)")

@@ -21,6 +21,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from inspatio_sim.cluster.session import ClusterConfig
 from inspatio_sim.control.escm import ESCMConfig
 from inspatio_sim.errors import ConfigError
 from inspatio_sim.model.data import DataConfig
@@ -362,6 +363,7 @@ class InSpatioConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     episodes: EpisodesConfig = field(default_factory=EpisodesConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def validate(self) -> None:
         import torch

@@ -6,6 +6,10 @@ built from that reconstruction, and a camera flies along the recorded path, swin
 ``{out}/demo.mp4`` (side by side: our render | the oracle's ground truth, with per-frame PSNR) and
 ``{out}/demo_metrics.json`` (PSNR per frame, offset from the path, render and oracle frames/s, the reconstruction
 report). ``demo.reconstruct=false`` builds the World from the ground-truth Scene instead.
+
+With a world model (``model=classical``), the flight runs through a one-agent Simulator whose model step completes
+each explicit render from the cache of recorded frames and its own history: the video shows three panels, explicit
+render | completed observation | oracle, and the metrics carry the PSNR of both.
 """
 
 from __future__ import annotations
@@ -23,16 +27,19 @@ from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
 from inspatio_sim.config import to_dataclass
+from inspatio_sim.control import ESCMConfig
 from inspatio_sim.errors import ConfigError
 from inspatio_sim.fileio import write_json
 from inspatio_sim.metrics import carry_poses, psnr, umeyama_sim3
+from inspatio_sim.model import ModelConfig, ReferenceFrames
 from inspatio_sim.oracle import Oracle
 from inspatio_sim.recon.pipeline import format_report, reconstruct
 from inspatio_sim.render import RenderConfig, render_world
 from inspatio_sim.scene import Scene
 from inspatio_sim.scene_source import load_scene
+from inspatio_sim.simulator import CameraConfig, Simulator
 from inspatio_sim.video_io import write_video
-from inspatio_sim.world import WorldConfig, build_world
+from inspatio_sim.world import World, WorldConfig, build_world
 
 log = logging.getLogger(__name__)
 DEMO_FRAMES = 90
@@ -116,29 +123,68 @@ def run_demo(cfg: DictConfig) -> dict[str, Any]:
         ])
         oracle_s = time.perf_counter() - t0
     world_poses = carry_poses(poses, ref, ref_target, scale)
-    ours_rgb = []
+    model = OmegaConf.to_object(cfg.model) if "model" in cfg else ModelConfig()
     t0 = time.perf_counter()
-    for s in tqdm(range(0, len(poses), 16), desc="render", unit="batch"):
-        r = render_world(world, torch.as_tensor(world_poses[s:s + 16], device=device),
-                         torch.as_tensor(times[s:s + 16]), K, h, w, rcfg)
-        ours_rgb.append(r.rgb.cpu().numpy())
+    if model.name == "none":
+        rgb = np.concatenate([
+            render_world(world, torch.as_tensor(world_poses[s:s + 16], device=device),
+                         torch.as_tensor(times[s:s + 16]), K, h, w, rcfg).rgb.cpu().numpy()
+            for s in tqdm(range(0, len(poses), 16), desc="render", unit="batch")
+        ])
+        explicit = None
+    else:
+        explicit, rgb = _model_flight(world, scene, model, rcfg, K, h, w, world_poses, times)
     render_s = time.perf_counter() - t0
-    rgb = np.concatenate(ours_rgb)
     psnrs = [psnr(a, b) for a, b in zip(rgb, gt_rgb, strict=True)]
     source = "reconstructed from video" if report else "from the ground-truth Scene"
-    video_out = write_video(
-        (np.concatenate([_label(rgb[k], f"inspatio-sim  {psnrs[k]:.1f} dB  off {offsets[k]:.2f} m"),
-                         _label(gt_rgb[k], "oracle (pybullet)")], axis=1) for k in range(len(poses))),
-        out / "demo.mp4", float(oracle_cfg["fps"]))
+
+    def panels(k: int) -> np.ndarray:
+        ours = [_label(rgb[k], f"model={model.name}  {psnrs[k]:.1f} dB  off {offsets[k]:.2f} m")]
+        if explicit is not None:
+            ours.insert(0, _label(explicit[k], f"explicit  {psnr(explicit[k], gt_rgb[k]):.1f} dB"))
+        return np.concatenate([*ours, _label(gt_rgb[k], "oracle (pybullet)")], axis=1)
+
+    video_out = write_video((panels(k) for k in range(len(poses))), out / "demo.mp4", float(oracle_cfg["fps"]))
     metrics = {
         "frames": len(poses), "resolution": [w, h], "device": device, "world_source": source,
         "psnr_mean": float(np.mean(psnrs)), "psnr_min": float(np.min(psnrs)),
         "render_fps": len(poses) / render_s, "oracle_fps": len(poses) / oracle_s,
         "max_offset_m": float(offsets.max()), "psnr_per_frame": psnrs, "offset_per_frame": offsets.tolist(),
-        "reconstruction": report,
+        "reconstruction": report, "model": model.name,
     }
+    if explicit is not None:
+        explicit_psnrs = [psnr(a, b) for a, b in zip(explicit, gt_rgb, strict=True)]
+        metrics["psnr_mean_explicit"] = float(np.mean(explicit_psnrs))
+        metrics["psnr_per_frame_explicit"] = explicit_psnrs
     write_json(out / "demo_metrics.json", metrics)
+    if explicit is not None:
+        print(f"demo: model={model.name}: PSNR {metrics['psnr_mean']:.2f} dB vs. {metrics['psnr_mean_explicit']:.2f} "
+              "dB for the explicit render alone")
     print(f"demo: World {source}; {len(poses)} frames {w}x{h}, PSNR mean {metrics['psnr_mean']:.2f} dB "
           f"(min {metrics['psnr_min']:.2f}), render {metrics['render_fps']:.0f} frames/s "
           f"vs oracle {metrics['oracle_fps']:.1f} -> {video_out}")
     return metrics
+
+
+def _model_flight(world: World, scene: Scene, model: ModelConfig, rcfg: RenderConfig, K: np.ndarray, h: int, w: int,
+                  poses: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The flight through a one-agent Simulator with the world model: ``(explicit, completed)``, each
+    ``(N, h, w, 3) uint8``. Poses ``(N, 4, 4)`` camera-to-world in the World's frame, times ``(N,)`` seconds."""
+    fx, cx, cy = float(K[0, 0]), float(K[0, 2]), float(K[1, 2])
+    if abs(cx - (w - 1) / 2) > 1e-3 or abs(cy - (h - 1) / 2) > 1e-3 or abs(K[1, 1] - fx) > 1e-3:
+        raise ConfigError("the demo's world-model flight needs square pixels and a centred principal point")
+    hfov = float(np.rad2deg(2.0 * np.arctan(0.5 * w / fx)))
+    refs = ReferenceFrames.from_scene(scene, world.device, min_confidence=world.config.min_confidence)
+    sim = Simulator(world, 1, control=ESCMConfig(action_model="fly"), render=rcfg,
+                    camera=CameraConfig(width=w, height=h, hfov_deg=hfov), model=model, references=refs)
+    explicit, completed = [], []
+    try:
+        for k in tqdm(range(len(poses)), desc=f"render + model={model.name}", unit="frame"):
+            sim.escm.reset(torch.as_tensor(poses[k:k + 1], dtype=torch.float32, device=world.device))
+            sim.time = torch.as_tensor(times[k:k + 1], dtype=torch.float64, device=world.device)
+            frame = render_world(world, sim.poses(), sim.time, sim.K, h, w, rcfg)
+            explicit.append(frame.rgb[0].cpu().numpy())
+            completed.append(sim.observe().rgb[0].cpu().numpy())
+    finally:
+        sim.close()
+    return np.stack(explicit), np.stack(completed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,20 +71,32 @@ def train_view_psnr(scene: Scene, world_config: WorldConfig | None = None, rende
             "train_view_coverage": float(valid.mean())}
 
 
+def reconstruct_world(source: str | Path, output: str | Path, cfg: DictConfig, force: bool = False,
+                      progress: bool = True, verbose: bool = False) -> tuple[Scene, dict[str, Any]]:
+    """Reconstruct ``source`` into ``output`` (``scene.npz`` + ``report.json``) and add the training-view PSNR of the
+    World built from it to the report (written again). ``report.json`` with ``train_view_psnr`` marks a finished
+    world. The configuration ``cfg`` is the whole composed one (``recon``, ``world``, ``render``, ``device``)."""
+    from inspatio_sim.fileio import write_json
+    from inspatio_sim.recon.pipeline import REPORT_FILENAME, reconstruct
+
+    scene, report = reconstruct(source, output, cfg.recon, device=cfg.device, force=force, progress=progress,
+                                verbose=verbose)
+    if progress:
+        print("[world] training-view re-render: World from the reconstruction at the recorded poses vs. the frames",
+              flush=True)
+    report.update(train_view_psnr(scene, to_dataclass(WorldConfig, cfg.world, "world"),
+                                  to_dataclass(RenderConfig, cfg.render, "render"), device=cfg.device))
+    write_json(Path(output) / REPORT_FILENAME, report)
+    return scene, report
+
+
 def run_reconstruct(args: argparse.Namespace, cfg: DictConfig) -> int:
     """CLI entry of ``inspatio-sim reconstruct``: reconstruct ``args.input`` into ``args.output``, add the
     training-view PSNR of the World built from it to ``report.json``, and print the report."""
-    from inspatio_sim.fileio import write_json
-    from inspatio_sim.recon.pipeline import REPORT_FILENAME, format_report, reconstruct
+    from inspatio_sim.recon.pipeline import REPORT_FILENAME, format_report
 
-    scene, report = reconstruct(args.input, args.output, cfg.recon, device=cfg.device, force=args.force,
-                                verbose=bool(getattr(args, "verbose", False)))
-    print("[world] training-view re-render: World from the reconstruction at the recorded poses vs. the frames",
-          flush=True)
-    report.update(train_view_psnr(scene, to_dataclass(WorldConfig, cfg.world, "world"),
-                                  to_dataclass(RenderConfig, cfg.render, "render"), device=cfg.device))
-    write_json(Path(args.output) / REPORT_FILENAME, report)
+    _, report = reconstruct_world(args.input, args.output, cfg, force=args.force,
+                                  verbose=bool(getattr(args, "verbose", False)))
     print(format_report(report))
     print(f"wrote {scene_file(args.output)} and {Path(args.output) / REPORT_FILENAME}")
     return 0
-

@@ -29,7 +29,9 @@ SOAK_ROS_KEYS = ("soak_ros_rate_hz_min_window", "soak_ros_rate_hz_mean", "soak_r
 HEADLINE: dict[str, tuple[str, ...]] = {
     "render": ("fps_64_b1", "fps_64_b16", "fps_64_b64", "fps_128_b16", "speedup_vs_tinyrenderer_64",
                "train_view_psnr", "novel_view_psnr_025m", "novel_view_psnr_050m",
-               "novel_view_hole_fraction_025m", "novel_view_depth_absrel_025m"),
+               "novel_view_hole_fraction_025m", "novel_view_depth_absrel_025m",
+               "fps_64_b64_fused", "fps_64_b1_fused", "fps_128_b16_fused", "speedup_fused_vs_torch_64_b64",
+               "fps_64_b1_under_load_ratio", "fps_64_b64_under_load_ratio"),
     "recon": ("registered_fraction", "ate_percent_path", "rel_rot_err_deg", "depth_absrel", "depth_delta125",
               "dynamic_iou", "recon_seconds", "novel_view_psnr_recon_025m"),
     "env": ("native_fps_64_b1", "native_fps_64_b16", "native_fps_64_b64", "native_fps_128_b16", "sync_fps_64_b16",
@@ -43,6 +45,8 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "soak": SOAK_ENV_KEYS + SOAK_ROS_KEYS,
     "transfer": ("transfer_success_recon_to_exact", "transfer_success_exact_to_exact", "transfer_spl_recon_to_exact",
                  "transfer_spl_exact_to_exact", "transfer_success_drop"),
+    "ray": ("native_fps_64_b16", "native_fps_64_b32", "ray_fps_64_b16x2", "ray_speedup_vs_native_same_agents",
+            "ray_step_overhead_ms", "clips_per_hour_w1", "clips_per_hour_w2"),
 }
 """Headline metric keys per benchmark (named by their issues; the README tables report them)."""
 

@@ -23,6 +23,7 @@ camera per trajectory (:func:`~inspatio_sim.metrics.carry_poses`), so a global g
 
 from __future__ import annotations
 
+import hashlib
 import math
 import tempfile
 import time
@@ -44,6 +45,7 @@ from inspatio_sim.model import ModelConfig, ReferenceFrames, WritebackConfig
 from inspatio_sim.model.data import HELD_OUT
 from inspatio_sim.model.paths import revisit_loops, trajectories
 from inspatio_sim.oracle import Oracle
+from inspatio_sim.recon.sfm import CACHE_VERSION as RECON_CACHE_VERSION
 from inspatio_sim.render import RenderConfig
 from inspatio_sim.scene import Scene, scene_file
 from inspatio_sim.scene_source import cache_dir, oracle_scene
@@ -64,7 +66,9 @@ def reconstructed(preset: str, seed: int, frames: int, width: int, height: int, 
     oracle_cfg = {"preset": preset, "seed": seed, "num_frames": frames, "width": width, "height": height,
                   "hfov_deg": 70.0, "fps": 15.0, "supersample": 3}
     gt = oracle_scene(oracle_cfg, progress=False)
-    path = cache_dir() / "bench-model" / f"{preset}-{seed}-{frames}x{width}x{height}"
+    # keyed by the reconstruction settings and the pipeline's cache version: a changed pipeline reconstructs again
+    recon_key = hashlib.sha1(f"{OmegaConf.to_yaml(cfg.recon)}{RECON_CACHE_VERSION}".encode()).hexdigest()[:10]
+    path = cache_dir() / "bench-model" / f"{preset}-{seed}-{frames}x{width}x{height}-{recon_key}"
     if scene_file(path).exists():
         rec = Scene.load(path)
     else:
@@ -89,7 +93,7 @@ def _carry(traj: np.ndarray, gt: Scene, rec: Scene, index: np.ndarray, scale: fl
     return out
 
 
-def _simulator(world: World, refs: ReferenceFrames, b: int, h: int, w: int, K: np.ndarray, model: ModelConfig,
+def _simulator(world: World, refs: ReferenceFrames | None, b: int, h: int, w: int, K: np.ndarray, model: ModelConfig,
                render: RenderConfig) -> Simulator:
     """A ``fly`` Simulator (keeps any pose it is placed at) with the bench camera."""
     hfov = math.degrees(2 * math.atan(w / (2 * K[0, 0])))
@@ -162,6 +166,7 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
     acc: dict[str, dict[str, list[Any]]] = {m: {"frame": [], "ssim": [], "hole_se": [], "flicker": [], "rev": [],
                                                 "rev_nowb": []} for m in COMPLETERS}
     per_scene: list[list[Any]] = []
+    match: list[dict[str, float]] = []
     sim_for_speed: tuple[World, ReferenceFrames, np.ndarray] | None = None
     for preset, seed in scenes:
         gt, rec, index = reconstructed(preset, seed, frames, width, height, cfg, device)
@@ -203,7 +208,10 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
             per_scene.append([f"{preset}-{seed}", m, float(np.mean(a["frame"][-n_traj * steps:])),
                               _pooled_psnr([a["hole_se"][-1]]), a["flicker"][-1], a["rev"][-1],
                               float(hole.mean())])
+        match.append(_degrade_match(gt, rec, index, world, traj, times, K, gt_rgb, render_cfg, world_cfg, seed))
     metrics: dict[str, float] = {}
+    for key in match[0]:
+        metrics[key] = float(np.mean([mm[key] for mm in match]))
     for m in COMPLETERS:
         a = acc[m]
         metrics[f"frame_psnr_{m}"] = float(np.mean(a["frame"]))
@@ -284,4 +292,40 @@ def _speed(world: World, refs: ReferenceFrames, K: np.ndarray, render_cfg: Rende
     first = (stamps[window] - stamps[0]) / window
     last = (stamps[-1] - stamps[-1 - window]) / window
     out["long_rollout_slowdown_classical"] = last / first
+    return out
+
+
+def _degrade_match(gt: Scene, rec: Scene, index: np.ndarray, world: World, traj: np.ndarray, times: np.ndarray,
+                   K: np.ndarray, gt_rgb: np.ndarray, render_cfg: RenderConfig, world_cfg: WorldConfig, seed: int
+                   ) -> dict[str, float]:
+    """How well ``inspatio-sim data star``'s degraded Worlds match the reconstructed one (the training data's claim
+    to look like what users get): static pixels with depth, depth AbsRel, and, along the same trajectories
+    ``traj (N, T, 4, 4)`` (oracle frame), the explicit render's hole fraction and whole-frame PSNR against
+    ``gt_rgb (N, T, H, W, 3)``, for the World reconstructed from the video and for the exact Scene degraded by
+    :func:`~inspatio_sim.model.data.degrade` with the default settings."""
+    from inspatio_sim.metrics import depth_absrel
+    from inspatio_sim.model.data import DegradeConfig, degrade
+
+    out: dict[str, float] = {}
+    g = gt.subset(index)
+    static = ~g.dynamic_mask & (g.depth > 0)
+    scale = trajectory_errors(rec.poses, g.poses)["sim3_scale"]
+    degraded = degrade(gt, DegradeConfig(), np.random.default_rng([7, seed]))
+    out["match_depth_valid_recon"] = float((rec.depth[static] > 0).mean())
+    dstatic = ~gt.dynamic_mask & (gt.depth > 0)
+    out["match_depth_valid_degraded"] = float((degraded.depth[dstatic] > 0).mean())
+    out["match_depth_absrel_recon"] = depth_absrel(np.where(static, rec.depth * scale, 0.0), np.where(static, g.depth,
+                                                                                                        0.0))
+    out["match_depth_absrel_degraded"] = depth_absrel(np.where(dstatic, degraded.depth, 0.0),
+                                                      np.where(dstatic, gt.depth, 0.0))
+    n, _, h, w = gt_rgb.shape[:4]
+    worlds = {"recon": (world, _carry(traj, gt, rec, index, scale), scale_intrinsics(rec.K, w / rec.width,
+                                                                                      h / rec.height)),
+              "degraded": (build_world(degraded, world_cfg, device=world.device, progress=False), traj, K)}
+    for name, (wld, poses, Kw) in worlds.items():
+        sim = _simulator(wld, None, n, h, w, Kw, ModelConfig(name="none"), render_cfg)
+        rgb, valid = _rollout(sim, poses, times)
+        out[f"match_hole_fraction_{name}"] = float((~valid).mean())
+        out[f"match_frame_psnr_none_{name}"] = float(np.mean([
+            psnr(x, y) for x, y in zip(rgb.reshape(-1, h, w, 3), gt_rgb.reshape(-1, h, w, 3), strict=True)]))
     return out

@@ -46,7 +46,8 @@ class ClassicalConfig:
     use_history: bool = True  # look in the agent's own past frames first (temporal stability)
     inpaint: str = "telea"  # telea | ns | none: OpenCV inpainting of what no cached frame shows
     inpaint_radius: int = 3  # inpainting neighbourhood (pixels)
-    min_agreement: float = 0.5  # depth-less frames are used if they agree this well on the colour (one frame: 0.5)
+    min_agreement: float = 0.65  # two or more depth-less frames are used if they agree this well on the colour (0-1)
+    backdrop: bool = True  # also re-derive backdrop pixels (valid, depth 0: depth-less video colours on the far shell)
 
     def validate(self) -> None:
         if self.inpaint not in (*_INPAINT, "none"):
@@ -89,6 +90,10 @@ class ClassicalCompleter:
         """Complete ``frame`` (rendered at ``poses (B, 4, 4)`` with ``K (3, 3)``) from the cache ``slots`` and,
         where given, the agents' written-back content ``generated`` (rendered at the same cameras)."""
         hole = ~frame.valid
+        # the backdrop shows depth-less video colours on a far shell: right for sky, misplaced for a plain wall seen
+        # off the path; its pixels are re-derived like holes but keep the backdrop's colour where nothing explains them
+        backdrop = frame.valid & (frame.depth <= 0) if self.config.backdrop else torch.zeros_like(hole)
+        hole = hole | backdrop
         b, h, w = hole.shape
         dev = hole.device
         source = torch.zeros((b, h, w), dtype=torch.int8, device=dev)
@@ -126,7 +131,9 @@ class ClassicalCompleter:
             mean = (found.rgb * weight[..., None]).sum(1) / weight.sum(1).clamp(min=1e-6)[:, None]
             consistency = _colour_agreement(found.rgb, use)
             agreeing = agree.any(1)
-            trusted = agreeing | ((count >= 1) & (consistency >= self.config.min_agreement))
+            # one depth-less frame is no evidence either way (its score stays below any agreeing source's); two or
+            # more must agree on the colour: frames that see different colours there reject the hypothesis
+            trusted = agreeing | (count == 1) | ((count >= 2) & (consistency >= self.config.min_agreement))
             score = 1.0 + consistency + agree.sum(1) / count.clamp(min=1) + 0.02 * (hyp == 0)
             best.offer(torch.where(trusted, score, _NEG)[:, None], mean[:, None], d, SOURCE_REFERENCE)
         if generated is not None:  # written-back content: below what the video shows with agreeing depth
@@ -137,12 +144,13 @@ class ClassicalCompleter:
         rgb = frame.rgb.clone()
         rgb[bi[explained], vi[explained], ui[explained]] = best.rgb[explained].round().clamp(0, 255).to(torch.uint8)
         source[bi, vi, ui] = torch.where(explained, best.source, SOURCE_INPAINT).to(torch.int8)
+        source[backdrop & (source == SOURCE_INPAINT)] = SOURCE_RENDER
         rest = hole & (source == SOURCE_INPAINT)
         if bool(rest.any()) and self.config.inpaint != "none":
             rgb = self._inpaint(rgb, rest)
         depth = frame.depth.clone()
-        depth[bi, vi, ui] = best.depth
-        return Completion(rgb=rgb, depth=depth, filled=hole, source=source)
+        depth[bi, vi, ui] = torch.where(source[bi, vi, ui] != SOURCE_RENDER, best.depth, depth[bi, vi, ui])
+        return Completion(rgb=rgb, depth=depth, filled=hole & (source != SOURCE_RENDER), source=source)
 
     def _inpaint(self, rgb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """OpenCV inpainting of ``mask (B, H, W)`` in ``rgb (B, H, W, 3)`` uint8, image by image on the CPU."""

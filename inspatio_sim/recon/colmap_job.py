@@ -35,6 +35,7 @@ from inspatio_sim.recon.sfm import (
     RESULT_FILE,
     SfMOptions,
     SfMResult,
+    bridge_feature_gaps,
     choose_model,
     choose_segment,
     frame_range,
@@ -140,7 +141,7 @@ def run_job(stage: Path, job: dict[str, Any]) -> SfMResult:
         pycolmap.match_image_pairs(db_path, matching_options=matching, pairing_options=pairing, device=device)
     seconds["match"] = time.perf_counter() - t0
     inliers = _pair_inliers(db_path, names)
-    segments = match_segments(n, inliers)
+    segments = bridge_feature_gaps(match_segments(n, inliers), num_features)
     kept = choose_segment(segments, n, options.on_cut, timestamps)
     notes = []
     if kept != (0, n - 1):

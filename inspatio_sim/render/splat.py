@@ -31,6 +31,8 @@ from inspatio_sim.validation import check_intrinsics, check_poses
 from inspatio_sim.world.splats import LOD_STEP, STATIC_FRAME, SplatCloud
 
 _NO_HIT = torch.iinfo(torch.int64).max
+BACKENDS = ("auto", "torch", "fused")
+"""Values of ``render.backend``."""
 
 
 @dataclass
@@ -54,9 +56,16 @@ class RenderConfig:
     fill_radius: int = 1
     leak_threshold: float = 0.05
     fill_holes: bool = True
+    backend: str = "auto"  # torch (eager reference) | fused (compiled kernel, numba on CPU) | auto (fastest on device)
+    threads: str = "auto"  # CPU threads of torch and numba: auto (the CPUs free of other work, re-measured) | N
 
     def validate(self) -> None:
         from inspatio_sim.errors import ConfigError
+        from inspatio_sim.render.threads import parse_threads
+
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"render.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        parse_threads(self.threads)
 
         if not self.lod_target_px > 0:
             raise ConfigError(f"render.lod_target_px must be > 0, got {self.lod_target_px}")
@@ -108,12 +117,23 @@ def render(
     b = poses_t.shape[0]
     if cloud.num_blocks <= 1:
         raise RenderError("cannot render an empty world (no points)")
+    backend = resolve_backend(cfg.backend, device)
+    if device.type == "cpu":
+        from inspatio_sim.render.threads import POLICY
+
+        POLICY.apply(cfg.threads)
 
     R, t = poses_t[:, :3, :3], poses_t[:, :3, 3]
     Rt = R.transpose(1, 2)
     view = torch.cat([Rt, -(Rt @ t[:, :, None])], dim=2)  # (B, 3, 4) camera_from_world
     proj = K_t @ view  # (B, 3, 4)
 
+    if backend == "fused":
+        from inspatio_sim.render.fused import render_fused
+
+        out = render_fused(cloud, view, K_t, proj, frames_t, height, width, cfg)
+        if out is not None:
+            return out
     cam, block = _select_blocks(cloud, view, K_t, height, width, frames_t, cfg)  # (N,) each
     p = cloud.block_size
     # the selected blocks as rows of the (3 * blocks, P) coordinate-major arrays: a row gather (dim 0) is a plain
@@ -158,7 +178,7 @@ def render(
         colour = acc[:3, :n_pix] / acc[3:, :n_pix].clamp(min=1.0)
     else:
         point = block.index_select(0, win[:n_pix] // p) * p + win[:n_pix] % p
-        colour = cloud.rgb.reshape(3, -1).index_select(1, point)
+        colour = cloud.rgb.reshape(3, -1).index_select(1, point) * hit[:n_pix]  # 0 where nothing was drawn
     depth, hit = zmin[:n_pix], hit[:n_pix]
     color = colour.reshape(3, b, height, width).transpose(0, 1)
     depth = depth.reshape(b, 1, height, width)
@@ -167,6 +187,39 @@ def render(
     rgb = color.permute(0, 2, 3, 1).clamp(0, 255).round_().to(torch.uint8, memory_format=torch.contiguous_format)
     depth = torch.where(valid, depth, torch.full_like(depth, DEPTH_INVALID))[:, 0]
     return RenderOutput(rgb=rgb, depth=depth.contiguous(), valid=valid[:, 0].contiguous())
+
+
+def fused_available(device: torch.device | str) -> str | None:
+    """``None`` when the fused backend runs on ``device``, else the reason it does not."""
+    dev = torch.device(device)
+    if dev.type == "cpu":
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            return "numba is not installed (it is a dependency of inspatio-sim: reinstall with `make install`)"
+        return None
+    if dev.type == "cuda":
+        from inspatio_sim.render.fused_cuda import cuda_unavailable
+
+        return cuda_unavailable()
+    return f"no fused kernel for device type '{dev.type}'"
+
+
+def resolve_backend(backend: str, device: torch.device | str) -> str:
+    """The backend that renders on ``device`` for ``render.backend`` (``auto``: ``fused`` where available).
+
+    Raises:
+        RenderError: ``fused`` requested where it is not available.
+    """
+    if backend == "torch":
+        return "torch"
+    why = fused_available(device)
+    if why is None:
+        return "fused"
+    if backend == "fused":
+        raise RenderError(f"render.backend=fused is not available on device '{torch.device(device)}': {why}; "
+                          "use render.backend=torch or auto")
+    return "torch"
 
 
 def _gather_rows(blocks: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

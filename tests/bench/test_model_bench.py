@@ -43,3 +43,32 @@ def test_revisit_psnr_is_capped_for_identical_frames_and_ignores_moving_pixels()
     assert _revisit_psnr(changed, dyn) < 30.0
     dyn[0, -1, :10] = True  # the changed pixels were moving objects: not counted
     assert _revisit_psnr(changed, dyn) == REVISIT_CAP_DB
+
+
+def test_degrade_match_scores_the_exact_scene_perfectly_and_the_degraded_one_worse():
+    """The training data's degraded Worlds against a 'reconstruction' that is the exact Scene itself: the exact side
+    has every static pixel's depth at zero error; degrading loses depth (textureless pixels, blobs) and adds noise,
+    so its renders have more holes."""
+    from inspatio_sim.bench.model_bench import _degrade_match
+    from inspatio_sim.config import compose, to_dataclass
+    from inspatio_sim.conventions import scale_intrinsics
+    from inspatio_sim.oracle import Oracle
+    from inspatio_sim.render import RenderConfig
+    from inspatio_sim.scene_source import load_scene
+    from inspatio_sim.world import WorldConfig, build_world
+
+    cfg = compose(["scene=tiny"])
+    gt = load_scene(cfg.scene)
+    wcfg, rcfg = to_dataclass(WorldConfig, cfg.world, "world"), to_dataclass(RenderConfig, cfg.render, "render")
+    world = build_world(gt, wcfg, progress=False)
+    h, w = 36, 48
+    traj = gt.poses[None, ::3]  # one trajectory along the recorded path
+    times = (gt.timestamps[::3] - gt.timestamps[0])[None]
+    Kt = scale_intrinsics(gt.K, w / gt.width, h / gt.height)
+    with Oracle("room", int(cfg.scene.oracle.seed)) as oracle:
+        truth = oracle.render(traj[0], times[0], Kt, w, h, supersample=1).rgb[None]
+    m = _degrade_match(gt, gt, np.arange(gt.num_frames), world, traj, times, Kt, truth, rcfg, wcfg, 0)
+    assert m["match_depth_valid_recon"] == 1.0 and m["match_depth_absrel_recon"] < 1e-6
+    assert 0.3 < m["match_depth_valid_degraded"] < 1.0 and m["match_depth_absrel_degraded"] > 0.005
+    assert m["match_hole_fraction_degraded"] >= m["match_hole_fraction_recon"]
+    assert m["match_frame_psnr_none_recon"] > m["match_frame_psnr_none_degraded"] - 0.5

@@ -90,7 +90,10 @@ def test_offset_poses_are_at_the_offset_and_clear():
 
 
 def _expected_render_keys(resolutions, batches, offsets):
-    keys = {f"fps_{r}_b{b}" for r in resolutions for b in batches}
+    keys = {f"fps_{r}_b{b}{be}" for r in resolutions for b in batches for be in ("", "_fused")}
+    keys |= {f"speedup_fused_vs_torch_{r}_b{b}" for r in resolutions for b in batches}
+    keys |= {f"fps_64_b{b}_{k}" for b in (1, 64) for k in ("quiet", "loaded", "under_load_ratio")}
+    keys |= {"threads_quiet", "threads_under_load"}
     keys |= {f"tinyrenderer_fps_{r}" for r in resolutions} | {f"speedup_vs_tinyrenderer_{r}" for r in resolutions}
     keys |= {"train_view_psnr", "train_view_ssim", "world_build_seconds", "world_points"}
     keys |= {f"novel_view_{m}_{o}" for m in ("psnr", "psnr_valid", "ssim", "depth_absrel", "hole_fraction")
@@ -117,7 +120,13 @@ def test_quick_render_bench_writes_every_headline_metric(tmp_path):
     assert m["novel_view_psnr_010m"] > m["novel_view_psnr_050m"] - 3.0
     for r in (64, 128):
         assert m[f"speedup_vs_tinyrenderer_{r}"] == pytest.approx(
-            max(m[f"fps_{r}_b{b}"] for b in (1, 16, 64)) / m[f"tinyrenderer_fps_{r}"])
-        assert all(1.0 < m[f"fps_{r}_b{b}"] < 1e6 for b in (1, 16, 64))
+            max(m[f"fps_{r}_b{b}{be}"] for b in (1, 16, 64) for be in ("", "_fused")) / m[f"tinyrenderer_fps_{r}"])
+        assert all(1.0 < m[f"fps_{r}_b{b}{be}"] < 1e6 for b in (1, 16, 64) for be in ("", "_fused"))
+        for b in (1, 16, 64):
+            assert m[f"speedup_fused_vs_torch_{r}_b{b}"] == pytest.approx(m[f"fps_{r}_b{b}_fused"] / m[f"fps_{r}_b{b}"])
+    for b in (1, 64):  # both sides of each ratio measured (no bound on the ratio itself: the machine is shared)
+        assert m[f"fps_64_b{b}_under_load_ratio"] == pytest.approx(m[f"fps_64_b{b}_loaded"] / m[f"fps_64_b{b}_quiet"])
+        assert m[f"fps_64_b{b}_loaded"] > 0 and m[f"fps_64_b{b}_quiet"] > 0
+    assert m["threads_under_load"] >= 1 and m["threads_quiet"] >= 1
     assert m["world_points"] > 1000 and m["world_build_seconds"] > 0
     assert (tmp_path / "bench_render.md").read_text().startswith("# bench render")

@@ -13,7 +13,7 @@ from inspatio_sim.config import compose, to_dataclass
 from inspatio_sim.conventions import intrinsics_from_fov
 from inspatio_sim.metrics import psnr
 from inspatio_sim.model import ClassicalConfig, ModelConfig, ReferenceFrames, WritebackConfig
-from inspatio_sim.model.classical import SOURCE_INPAINT, SOURCE_REFERENCE, SOURCE_WRITEBACK
+from inspatio_sim.model.classical import SOURCE_INPAINT, SOURCE_REFERENCE, SOURCE_RENDER, SOURCE_WRITEBACK
 from inspatio_sim.oracle import Oracle
 from inspatio_sim.render import render_world
 from inspatio_sim.scene_source import load_scene
@@ -92,6 +92,38 @@ def test_classical_completes_lost_depth_from_the_video_far_better_than_push_pull
     seen = (classical.model.last.source == SOURCE_REFERENCE).numpy() & m
     assert seen.sum() > 0.3 * m.sum()
     assert psnr(b.rgb.numpy(), truth, seen) > psnr(a.rgb.numpy(), truth, seen) + 3.0
+
+
+def test_classical_re_derives_depthless_content_drawn_on_the_backdrop(tiny):
+    """With the backdrop on (the default), depth-less video colours are drawn on a far shell: valid pixels, but
+    misplaced once the camera leaves the path. The completer re-derives them from the video at the depth their
+    surroundings suggest; pixels nothing explains keep the backdrop's colour."""
+    cfg, scene, _, _ = tiny
+    lost = copy.deepcopy(scene)
+    lost.depth[:, 10:45, 20:80] = 0.0
+    world = build_world(lost, to_dataclass(WorldConfig, cfg.world, "world"))
+    refs = ReferenceFrames.from_scene(lost, min_confidence=world.config.min_confidence)
+    poses = [_off_path(scene, i, yaw, (0.1, -0.1)) for i, yaw in ((2, 10.0), (6, -10.0), (9, 5.0))]
+    camera = CameraConfig(width=W, height=H, hfov_deg=60.0)
+    none = Simulator(world, 3, camera=camera)
+    sims = {b: Simulator(world, 3, camera=camera, references=refs,
+                         model=ModelConfig(name="classical", classical=ClassicalConfig(backdrop=b)))
+            for b in (True, False)}
+    for sim in (none, *sims.values()):
+        _place(sim, poses)
+    a = none.observe()
+    on, off = sims[True].observe(), sims[False].observe()
+    backdrop = (a.valid & (a.depth <= 0)).numpy()
+    assert backdrop.mean() > 0.1
+    assert torch.equal(off.rgb[a.valid], a.rgb[a.valid])  # backdrop=false leaves every rendered pixel alone
+    last = sims[True].model.last
+    kept = backdrop & (last.source == SOURCE_RENDER).numpy()
+    assert np.array_equal(on.rgb.numpy()[kept], a.rgb.numpy()[kept])  # unexplained backdrop pixels keep their colour
+    assert not last.filled.numpy()[kept].any()
+    with Oracle(cfg.scene.oracle.preset, int(cfg.scene.oracle.seed)) as oracle:
+        truth = oracle.render(none.poses().double().numpy(), np.zeros(3), intrinsics_from_fov(W, H, 60.0), W, H,
+                              supersample=1).rgb
+    assert psnr(on.rgb.numpy(), truth, backdrop) > psnr(a.rgb.numpy(), truth, backdrop) + 1.0
 
 
 def test_a_revisit_shows_the_same_completed_content_and_agents_keep_their_writes(tiny):

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from inspatio_sim.errors import ConfigError, ReconError
-from inspatio_sim.recon.sfm import MIN_PAIR_INLIERS, SfMOptions, choose_segment, match_segments, sequential_pairs
+from inspatio_sim.recon.sfm import (
+    CUT_MIN_FEATURES,
+    MIN_PAIR_INLIERS,
+    MIN_WEAK_INLIERS,
+    SfMOptions,
+    bridge_feature_gaps,
+    choose_segment,
+    match_segments,
+    sequential_pairs,
+)
 
 
 def test_sequential_pairs_are_successors_and_power_of_two_jumps():
@@ -35,9 +45,16 @@ def test_match_segments_split_at_a_cut_and_ignore_isolated_frames():
     n = 20
     two = {**_chain(0, 9), **{(i + 10, j + 10): c for (i, j), c in _chain(0, 9).items()}}
     assert match_segments(n, two) == [(0, 9), (10, 19)]
-    weak = {**two, (9, 10): MIN_PAIR_INLIERS - 1, (8, 12): 5}  # a few wrong matches do not join the segments
-    assert match_segments(n, weak) == [(0, 9), (10, 19)]
+    wrong = {**two, (9, 10): MIN_WEAK_INLIERS - 1, (8, 12): 5}  # a few wrong matches do not join the segments
+    assert match_segments(n, wrong) == [(0, 9), (10, 19)]
+    far = {**two, (6, 12): MIN_PAIR_INLIERS - 1}  # nor do weak matches between frames far apart in time
+    assert match_segments(n, far) == [(0, 9), (10, 19)]
     assert match_segments(n, {**two, (9, 10): MIN_PAIR_INLIERS}) == [(0, 19)]
+    assert match_segments(n, {**two, (4, 15): MIN_PAIR_INLIERS}) == [(0, 19)]
+    # a continuous shot across a plain wall: a few weak links between neighbours in time bridge the featureless
+    # stretch (the `plain` preset: 16-22 inliers), so it is not refused as a cut
+    plain = {**two, (8, 10): MIN_WEAK_INLIERS + 1, (9, 11): MIN_WEAK_INLIERS + 7}
+    assert match_segments(n, plain) == [(0, 19)]
     # a blurred frame without matches is not a cut: its neighbours are joined over it by the longer jumps
     blurred = {p: c for p, c in _chain(0, 19).items() if 5 not in p}
     assert match_segments(n, blurred) == [(0, 19)]
@@ -66,3 +83,20 @@ def test_on_cut_is_validated():
     SfMOptions(on_cut="longest").validate()
     with pytest.raises(ConfigError, match=r"recon\.on_cut"):
         SfMOptions(on_cut="split").validate()
+
+
+def test_a_featureless_stretch_between_segments_is_one_shot_but_a_textured_boundary_is_a_cut():
+    many = np.full(30, 500)
+    segments = [(0, 9), (11, 29)]
+    assert bridge_feature_gaps(segments, many) == segments  # both sides had features to match: a cut
+    starved = many.copy()
+    starved[10] = CUT_MIN_FEATURES - 1  # a bare wall fills frame 10 (the plain preset: 69-160 features)
+    assert bridge_feature_gaps(segments, starved) == [(0, 29)]
+    edge = many.copy()
+    edge[9] = 50  # the last frame of the first segment is starved too
+    assert bridge_feature_gaps([(0, 9), (10, 29)], edge) == [(0, 29)]
+    # far from the boundary, few features change nothing
+    far = many.copy()
+    far[3] = 10
+    assert bridge_feature_gaps([(0, 9), (10, 29)], far) == [(0, 9), (10, 29)]
+    assert bridge_feature_gaps([], many) == []
