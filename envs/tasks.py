@@ -90,8 +90,9 @@ class Task:
         """Extra single-agent observation entries."""
         return {}
 
-    def reset(self, idx: np.ndarray, rngs: list[np.random.Generator]) -> None:
-        """Start new episodes for the agents ``idx`` (after the Simulator placed them)."""
+    def reset(self, idx: np.ndarray, rngs: list[np.random.Generator], goals: np.ndarray | None = None) -> None:
+        """Start new episodes for the agents ``idx`` (after the Simulator placed them); ``goals (len(idx), 2)``:
+        fixed goals (world x, y) of tasks that have goals."""
 
     def begin(self, frame: RenderOutput, idx: np.ndarray) -> None:
         """See the first frame of the episodes of the agents ``idx`` (after :meth:`reset`, before any step)."""
@@ -107,6 +108,17 @@ class Task:
         return np.zeros(b, np.float32), outcome.terminated.cpu().numpy(), {}
 
 
+def agent_nav_grid(sim: Simulator) -> NavGrid:
+    """The navigation grid of ``sim``'s agents: their camera sphere at camera height (the ``robot`` model: its
+    camera height, and a sphere standing in for its body)."""
+    robot = sim.escm.robot
+    if robot is not None:
+        radius = min(robot.footprint_radius, robot.camera_height - 0.1)
+        return build_nav_grid(sim.world, radius, robot.camera_height)
+    cfg = sim.escm.config
+    return build_nav_grid(sim.world, cfg.radius, cfg.camera_height)
+
+
 class PointNavTask(Task):
     """Point-goal navigation (see module docstring)."""
 
@@ -114,13 +126,7 @@ class PointNavTask(Task):
         super().__init__(sim)
         self.config = config or PointNavConfig()
         self.config.validate()
-        cfg = sim.escm.config
-        robot = sim.escm.robot
-        if robot is not None:  # the robot's camera height, and a sphere standing in for its body
-            radius = min(robot.footprint_radius, robot.camera_height - 0.1)
-            self.nav: NavGrid = build_nav_grid(sim.world, radius, robot.camera_height)
-        else:
-            self.nav = build_nav_grid(sim.world, cfg.radius, cfg.camera_height)
+        self.nav: NavGrid = agent_nav_grid(sim)
         b = sim.num_agents
         self.goal = np.zeros((b, 3))
         self.maps = np.zeros((b, *self.nav.traversable.shape))  # geodesic distance to each agent's goal (m)
@@ -138,14 +144,19 @@ class PointNavTask(Task):
         poses = self.sim.poses() if poses is None else poses
         return poses[:, :2, 3].cpu().numpy().astype(np.float64)
 
-    def reset(self, idx: np.ndarray, rngs: list[np.random.Generator]) -> None:
+    def reset(self, idx: np.ndarray, rngs: list[np.random.Generator], goals: np.ndarray | None = None) -> None:
         """Draw each agent's goal uniformly among the traversable cells ``min_geodesic``..``max_geodesic`` away;
         from a start with none (a pocket of free space), draw another start (up to :data:`START_REDRAWS` times).
+        ``goals (len(idx), 2)`` world x, y: use these goals instead (fixed episodes; nothing is redrawn).
 
         Raises:
             WorldError: No such goal is reachable from any of the starts drawn.
         """
         cfg = self.config
+        if goals is not None:
+            for i, goal_xy in zip(idx, np.asarray(goals, dtype=np.float64).reshape(-1, 2), strict=True):
+                self._start(int(i), goal_xy, self.agent_xy()[i])
+            return
         for i in idx:
             for _ in range(START_REDRAWS):
                 xy = self.agent_xy()[i]
@@ -164,13 +175,16 @@ class PointNavTask(Task):
                     f"pointnav: from none of {START_REDRAWS} start poses is a goal {cfg.min_geodesic}-"
                     f"{cfg.max_geodesic} m (geodesic) reachable; from the last, at ({xy[0]:.2f}, {xy[1]:.2f}), the "
                     f"floor reaches {farthest}; lower task_kwargs min_geodesic or use a larger world")
-            goal_xy = self.nav.centre(cells[rngs[i].integers(len(cells))])
-            self.maps[i] = self._fill(self.nav.distance_map(goal_xy))
-            self.start_geodesic[i] = self.previous[i] = float(self.nav.geodesic(self.maps[i], xy[None])[0])
-            (cell,), _ = self.nav.cell_of(goal_xy[None])
-            self.goal[i] = [*goal_xy, self.nav.height[cell[0], cell[1]]]
-            self.path_length[i] = 0.0
-            self.last_xy[i] = xy
+            self._start(int(i), self.nav.centre(cells[rngs[i].integers(len(cells))]), xy)
+
+    def _start(self, i: int, goal_xy: np.ndarray, xy: np.ndarray) -> None:
+        """Begin agent ``i``'s episode at ``xy (2,)`` towards ``goal_xy (2,)`` (world metres)."""
+        self.maps[i] = self._fill(self.nav.distance_map(goal_xy))
+        self.start_geodesic[i] = self.previous[i] = float(self.nav.geodesic(self.maps[i], xy[None])[0])
+        (cell,), _ = self.nav.cell_of(goal_xy[None])
+        self.goal[i] = [*goal_xy, self.nav.height[cell[0], cell[1]]]
+        self.path_length[i] = 0.0
+        self.last_xy[i] = xy
 
     def _distances_from(self, xy: np.ndarray) -> np.ndarray:
         """``(X, Y)`` geodesic distance (metres) of an agent at ``xy (2,)`` to a goal in each cell: the value
@@ -220,10 +234,16 @@ class PointNavTask(Task):
         collided = outcome.collided.cpu().numpy()
         reward = (geo_reward - cfg.step_penalty - cfg.collision_penalty * collided
                   + cfg.success_reward * success).astype(np.float32)
-        spl = success * self.start_geodesic / np.maximum(self.path_length, self.start_geodesic).clip(min=1e-9)
+        efficiency = self.start_geodesic / np.maximum(self.path_length, self.start_geodesic).clip(min=1e-9)
+        spl = success * efficiency
+        # soft-SPL (Datta et al., 2021): progress towards the goal in place of the binary success
+        progress = np.where(np.isfinite(geo), 1.0 - geo / np.maximum(self.start_geodesic, 1e-9), 0.0).clip(0, 1)
         terminated = done | outcome.terminated.cpu().numpy()
         return reward, terminated, {"success": success, "spl": spl.astype(np.float32),
-                                    "distance_to_goal": geo.astype(np.float32)}
+                                    "soft_spl": (progress * efficiency).astype(np.float32),
+                                    "distance_to_goal": geo.astype(np.float32),
+                                    "path_length": self.path_length.astype(np.float32),
+                                    "geodesic_start": self.start_geodesic.astype(np.float32)}
 
 
 class ExploreTask(Task):
@@ -240,7 +260,7 @@ class ExploreTask(Task):
         self.observable = (occ.occupied | (occ.free_views > 0)).any(dim=2)  # (X, Y)
         self.seen = torch.zeros(sim.num_agents, *self.shape, dtype=torch.bool, device=sim.device)
 
-    def reset(self, idx: np.ndarray, rngs: list[np.random.Generator]) -> None:
+    def reset(self, idx: np.ndarray, rngs: list[np.random.Generator], goals: np.ndarray | None = None) -> None:
         self.seen[torch.as_tensor(idx, device=self.sim.device)] = False
 
     def begin(self, frame: RenderOutput, idx: np.ndarray) -> None:

@@ -43,16 +43,19 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from envs.episodes import EpisodeError, EpisodeSet, check_episodes, load_episodes
 from envs.errors import ClosedEnvironmentError, ResetNeededError
 from envs.factory import SimulatorSpec, make_simulator
-from envs.tasks import Task, make_task, task_settings
+from envs.tasks import ExploreTask, PointNavTask, Task, agent_nav_grid, make_task, task_settings
 from inspatio_sim.control import DISCRETE_ACTIONS
 from inspatio_sim.errors import ActionError, ConfigError
+from inspatio_sim.navigation import NavGrid
 from inspatio_sim.simulator import Simulator
 
 AUTORESET_MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
                    "disabled": AutoresetMode.DISABLED}
-_OWN_ARGS = ("num_envs", "task", "max_episode_steps", "autoreset_mode", "torch_obs", "render_mode", "task_kwargs")
+_OWN_ARGS = ("num_envs", "task", "max_episode_steps", "autoreset_mode", "torch_obs", "render_mode", "task_kwargs",
+             "episodes")
 
 
 class InSpatioVectorEnv(VectorEnv):
@@ -66,6 +69,10 @@ class InSpatioVectorEnv(VectorEnv):
         torch_obs: Return torch tensors on the device instead of numpy arrays.
         render_mode: ``rgb_array`` or ``None``.
         task_kwargs: Task settings (e.g. ``success_radius`` for PointNav, see :class:`envs.tasks.PointNavConfig`).
+        episodes: A fixed episode set (file path or :class:`envs.episodes.EpisodeSet`): resets play its episodes in
+            order (env by env, in the order they reset; after the last, the first again) instead of drawing
+            start poses and goals; ``episode_ids`` says which episode each env plays. Validated against this
+            World's navigation grid on construction (:class:`~envs.episodes.EpisodeError`).
         **spec: World and simulator settings, see :class:`envs.factory.SimulatorSpec`.
 
     Raises:
@@ -74,7 +81,8 @@ class InSpatioVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 1, task: str = "videoworld", max_episode_steps: int | None = None,
                  autoreset_mode: str | AutoresetMode = "next_step", torch_obs: bool = False,
-                 render_mode: str | None = None, task_kwargs: dict[str, Any] | None = None, **spec: Any) -> None:
+                 render_mode: str | None = None, task_kwargs: dict[str, Any] | None = None,
+                 episodes: str | EpisodeSet | None = None, **spec: Any) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
             raise ConfigError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         mode = autoreset_mode if isinstance(autoreset_mode, AutoresetMode) else AUTORESET_MODES.get(autoreset_mode)
@@ -87,6 +95,10 @@ class InSpatioVectorEnv(VectorEnv):
                                               max_episode_steps < 1):
             raise ConfigError(f"max_episode_steps must be an integer >= 1 or None, got {max_episode_steps!r}")
         task_settings(task, task_kwargs)  # unknown task or setting: fail before the World is built
+        if episodes is not None and not isinstance(episodes, EpisodeSet):
+            episodes = load_episodes(episodes, task)
+        if episodes is not None and episodes.task != task:
+            raise EpisodeError(f"the episode set is for task '{episodes.task}', this environment's task is '{task}'")
         self.spec_settings = SimulatorSpec.from_kwargs(spec, accepted=_OWN_ARGS)
         self.num_envs = int(num_envs)
         self.sim: Simulator | None = make_simulator(self.spec_settings, self.num_envs)
@@ -113,6 +125,12 @@ class InSpatioVectorEnv(VectorEnv):
         self._ready = np.zeros(self.num_envs, bool)  # reset at least once
         self._done = np.zeros(self.num_envs, bool)  # ended at the previous step, not reset yet
         self._last_rgb: torch.Tensor | None = None
+        self._nav: NavGrid | None = None
+        self.episodes: EpisodeSet | None = episodes
+        self.episode_ids = np.full(self.num_envs, -1, np.int64)  # episode of the set each env plays (-1: drawn)
+        self._next_episode = 0
+        if episodes is not None:
+            check_episodes(episodes, self.navigation())
 
     # -- Gymnasium API -------------------------------------------------------------------------------------------
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
@@ -190,6 +208,24 @@ class InSpatioVectorEnv(VectorEnv):
             self.sim.close()
         self.sim = self.task = self._last_rgb = None
 
+    def navigation(self) -> NavGrid:
+        """The agents' navigation grid (traversable cells, geodesic distances; built once)."""
+        sim, task = self._open()
+        if self._nav is None:
+            self._nav = task.nav if isinstance(task, PointNavTask) else agent_nav_grid(sim)
+        return self._nav
+
+    def goals(self) -> np.ndarray | None:
+        """``(B, 3)`` world positions of the agents' PointNav goals (privileged: for oracles and maps), else
+        ``None``."""
+        _, task = self._open()
+        return task.goal.copy() if isinstance(task, PointNavTask) else None
+
+    def seen_cells(self) -> np.ndarray | None:
+        """``(B, X, Y)`` bool floor-plan cells each agent has observed this episode (Explore), else ``None``."""
+        _, task = self._open()
+        return task.seen.cpu().numpy() if isinstance(task, ExploreTask) else None
+
     def rng(self, i: int) -> np.random.Generator | None:
         """The random generator of env ``i`` (start poses, goals), ``None`` before its first reset."""
         return self._rngs[i]
@@ -234,8 +270,20 @@ class InSpatioVectorEnv(VectorEnv):
         idx = np.flatnonzero(mask)
         if idx.size == 0:
             return
-        sim.reset(torch.as_tensor(mask, device=self.device), self._rngs)  # type: ignore[arg-type]
-        task.reset(idx, self._rngs)  # type: ignore[arg-type]
+        goals = poses = None
+        if self.episodes is not None:  # the next episodes of the set, in order
+            n = len(self.episodes)
+            ids = (self._next_episode + np.arange(idx.size)) % n
+            self._next_episode += idx.size
+            self.episode_ids[idx] = ids
+            chosen = [self.episodes.episodes[k] for k in ids]
+            poses = sim.poses().clone()
+            poses[torch.as_tensor(idx, device=self.device)] = sim.pose_at(np.array([e.start for e in chosen]),
+                                                                          np.array([e.yaw for e in chosen]))
+            if chosen[0].goal is not None:
+                goals = np.array([e.goal[:2] for e in chosen])  # type: ignore[index]
+        sim.reset(torch.as_tensor(mask, device=self.device), self._rngs, poses)  # type: ignore[arg-type]
+        task.reset(idx, self._rngs, goals)  # type: ignore[arg-type]
         self._steps[idx] = 0
         self._done[idx] = False
         self._ready[idx] = True

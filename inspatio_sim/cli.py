@@ -13,6 +13,10 @@
     inspatio-sim view [--measure] [key=value ...]     browser viewer: drive the World, watch a policy (viewer.* keys)
     inspatio-sim train star stage=teacher|student [--device D] [key=value ...]   train the STAR generator
     inspatio-sim adapt star WORLD_DIR [--device D] [key=value ...]   fine-tune STAR on one World's own video
+    inspatio-sim train ppo [task=pointnav] [world=W] [key=value ...]   train a policy (train.ppo.* keys)
+    inspatio-sim eval [policy=random|oracle|ppo] [task=...] [episodes=FILE|N|val] [out=DIR] [checkpoint=PATH]
+    inspatio-sim eval transfer [key=value ...]        train in the reconstructed World, evaluate in the exact one
+    inspatio-sim episodes make [world=W] [task=pointnav] [split=val] [count=N]   a fixed episode set (episodes.*)
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -175,10 +180,6 @@ def _train_star(args: argparse.Namespace, cfg: DictConfig) -> int:
     return 0
 
 
-TRAINERS: dict[str, Callable[[argparse.Namespace, DictConfig], int]] = {"star": _train_star}
-"""``inspatio-sim train KIND``: one entry per kind of model."""
-
-
 def _train_key(kind: str, override: str) -> str:
     """``key=value`` -> ``train.KIND.key=value`` when ``key`` is a field of ``train.KIND`` (else unchanged)."""
     import dataclasses
@@ -191,10 +192,6 @@ def _train_key(kind: str, override: str) -> str:
     return f"train.{kind}.{override}" if key.split(".", 1)[0] in names else override
 
 
-def _cmd_train(args: argparse.Namespace, cfg: DictConfig) -> int:
-    return TRAINERS[args.kind](args, cfg)
-
-
 def _cmd_adapt(args: argparse.Namespace, cfg: DictConfig) -> int:
     from inspatio_sim.model.star.adapt import adapt
 
@@ -203,6 +200,82 @@ def _cmd_adapt(args: argparse.Namespace, cfg: DictConfig) -> int:
           f"{summary['psnr_before']:.2f} -> {summary['psnr_after']:.2f} dB; wrote {summary['checkpoint']} "
           "(used automatically with scene.path there)")
     return 0
+
+
+def _world_override(value: str) -> str:
+    """``world=W``: a bundled scene preset (``configs/scene/W.yaml``) or a Scene path."""
+    presets = {p.stem for p in (Path(__file__).parent / "configs" / "scene").glob("*.yaml")}
+    return f"scene={value}" if value in presets else f"scene.path={value}"
+
+
+def _train_ppo(args: argparse.Namespace, cfg: DictConfig) -> int:
+    from policies.ppo import run_training
+
+    run_training(cfg, args.overrides)
+    return 0
+
+
+# train KIND -> (runner, short key=value aliases); any other field of train.KIND may also be given by its short name
+TRAIN_KINDS: dict[str, tuple[Callable[..., int], dict[str, str]]] = {
+    "ppo": (_train_ppo, {"task": "train.ppo.task", "seed": "train.ppo.seed", "minutes": "train.ppo.minutes",
+                         "steps": "train.ppo.total_steps", "num_envs": "train.ppo.num_envs", "world": "world",
+                         "action_model": "train.ppo.action_model", "run_dir": "train.ppo.run_dir"}),
+    "star": (_train_star, {}),
+}
+EVAL_ALIASES = {"policy": "eval.policy", "task": "eval.task", "episodes": "eval.episodes",
+                "checkpoint": "eval.checkpoint", "seed": "eval.seed", "world": "world",
+                "action_model": "eval.action_model", "num_envs": "eval.num_envs", "max_steps": "eval.max_steps"}
+EPISODES_ALIASES = {"task": "episodes.task", "split": "episodes.split", "count": "episodes.count",
+                    "seed": "episodes.seed", "bins": "episodes.bins", "output": "episodes.output", "world": "world",
+                    "action_model": "episodes.action_model"}
+
+
+def _cmd_train(args: argparse.Namespace, cfg: DictConfig) -> int:
+    if args.device:
+        cfg.device = args.device
+    return TRAIN_KINDS[args.kind][0](args, cfg)
+
+
+def _cmd_eval(args: argparse.Namespace, cfg: DictConfig) -> int:
+    from policies.evaluate import evaluate
+
+    if args.what == "transfer":
+        from policies.transfer import run_transfer
+
+        run_transfer(cfg, args.overrides)
+        return 0
+    report = evaluate(cfg, args.overrides)
+    shown = {k: v for k, v in report["metrics"].items() if v is not None}
+    width = max(len(k) for k in shown)
+    for k, v in shown.items():
+        lo, hi = report["ci95"][k]
+        print(f"{k:<{width}}  {v:.4g}  [{lo:.4g}, {hi:.4g}]")
+    print(f"wrote {cfg.out}/eval_{report['policy']}_{report['task']}.json, .md, .png"
+          + (", .mp4" if int(cfg.eval.video_episodes) else ""))
+    return 0
+
+
+def _cmd_episodes(args: argparse.Namespace, cfg: DictConfig) -> int:
+    from policies.episode_sets import make_episode_file
+
+    make_episode_file(cfg, args.overrides)
+    return 0
+
+
+def _aliases(args: argparse.Namespace) -> dict[str, str]:
+    if args.command == "train":
+        return TRAIN_KINDS[args.kind][1]
+    return {"eval": EVAL_ALIASES, "episodes": EPISODES_ALIASES}.get(args.command, {})
+
+
+def _expand(overrides: list[str], aliases: dict[str, str]) -> list[str]:
+    """Short ``key=value`` aliases of a command (``policy=oracle``) -> full keys (``eval.policy=oracle``)."""
+    out = []
+    for o in overrides:
+        key, value = o.split("=", 1)
+        target = aliases.get(key)
+        out.append(o if target is None else _world_override(value) if target == "world" else f"{target}={value}")
+    return out
 
 
 def build_parser(keys_help: bool = True) -> argparse.ArgumentParser:
@@ -261,12 +334,20 @@ def build_parser(keys_help: bool = True) -> argparse.ArgumentParser:
                    help="drive the page in headless Chromium, print frames/s and key-to-image latency, exit")
     p.add_argument("--seconds", type=float, default=10.0, help="seconds of driving for --measure (default 10)")
     p.add_argument("--screenshot", metavar="FILE", help="save a PNG of the page in headless Chromium and exit")
-    p = add("train", _cmd_train, "train a model (train.KIND.* keys; atomic checkpoints, resumed when present)",
-            kind={"choices": tuple(TRAINERS), "help": "which model: star = the STAR generator (stage=teacher|student)"})
+    p = add("train", _cmd_train, "train a model (train.KIND.* keys, also by their short names; atomic checkpoints, "
+            "resumed when present)", kind={"choices": tuple(TRAIN_KINDS), "help": "what to train: ppo = a PointNav/"
+                                           "Explore policy (task=, world=, steps=, minutes=); star = the STAR "
+                                           "generator (stage=teacher|student)"})
     p.add_argument("--device", default=None, help="torch device (default: the `device` config key)")
     p = add("adapt", _cmd_adapt, "fine-tune the STAR generator on one World's own video (written into its directory)",
             kind={"choices": ("star",), "help": "which model"}, world={"help": "the World's Scene directory"})
     p.add_argument("--device", default=None, help="torch device (default: the `device` config key)")
+    add("eval", _cmd_eval, "evaluate a policy: policy=random|oracle|ppo task=pointnav|explore episodes=FILE|N|val "
+        "out=DIR [checkpoint=PATH] (eval.* keys); `eval transfer`: the reconstructed-to-exact transfer gap",
+        what={"nargs": "?", "choices": ("policy", "transfer"), "default": "policy",
+              "help": "policy (default) or transfer"})
+    add("episodes", _cmd_episodes, "make a fixed episode set: world=W task=pointnav split=val count=N (episodes.*)",
+        action={"choices": ("make",), "help": "make: write an episode file"})
     return parser
 
 
@@ -280,9 +361,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"inspatio-sim: error: unexpected argument(s) {' '.join(stray)}; overrides look like key=value",
               file=sys.stderr)
         return 2
-    args.overrides = overrides
+    args.overrides = _expand(overrides, _aliases(args))
     if args.command in ("train", "adapt"):  # `train star stage=student` is short for train.star.stage=student
-        args.overrides = [_train_key(args.kind, o) for o in overrides]
+        args.overrides = [_train_key(args.kind, o) for o in args.overrides]
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -269,13 +269,115 @@ class ViewerConfig:
 
 
 @dataclass
+class TrainPPO:
+    """``train.ppo``: ``inspatio-sim train ppo`` (torch-native PPO on the native vector env, ``policies/ppo.py``)."""
+
+    task: str = "pointnav"  # task to train: pointnav or explore
+    action_model: str = "ground"  # action model of the agents: ground (continuous), discrete, fly or robot
+    width: int = 64  # camera width of the observations (pixels)
+    height: int = 48  # camera height of the observations (pixels)
+    depth: bool = True  # add the depth image to the encoder's input
+    num_envs: int = 16  # agents per native vector env (one Simulator call steps them all)
+    total_steps: int = 200000  # agent steps to train for (all envs together)
+    minutes: float = 30.0  # wall-clock budget (minutes); training stops at whichever of the two comes first
+    max_episode_steps: int = 150  # truncate training episodes after this many steps
+    num_steps: int = 64  # rollout length per env between updates
+    epochs: int = 4  # optimisation epochs per rollout
+    minibatches: int = 4  # minibatches per epoch
+    lr: float = 0.00025  # Adam learning rate (annealed linearly to 0 over total_steps)
+    gamma: float = 0.99  # discount factor
+    gae_lambda: float = 0.95  # GAE lambda
+    clip: float = 0.2  # PPO clipping range
+    ent_coef: float = 0.01  # entropy bonus coefficient
+    vf_coef: float = 0.5  # value loss coefficient
+    max_grad_norm: float = 0.5  # gradient clipping norm
+    seed: int = 0  # seed of torch, the envs and the minibatch order
+    run_dir: str | None = None  # checkpoint/log directory (default {out}/train_ppo_{task})
+    checkpoint_every: int = 10  # save the checkpoint every this many updates (and at the end)
+    resume: bool = True  # continue from run_dir/checkpoint.pt when it exists
+
+    def validate(self) -> None:
+        if self.task not in ("pointnav", "explore"):
+            raise ConfigError(f"train.ppo.task must be pointnav or explore, got '{self.task}'")
+        _positive("train.ppo", self, "width", "height", "num_envs", "total_steps", "minutes", "max_episode_steps",
+                  "num_steps", "epochs", "minibatches", "lr", "checkpoint_every")
+        if (self.num_envs * self.num_steps) % self.minibatches:
+            raise ConfigError("train.ppo.minibatches must divide num_envs * num_steps")
+        if not (0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1 and self.clip > 0):
+            raise ConfigError("train.ppo needs 0 < gamma <= 1, 0 <= gae_lambda <= 1 and clip > 0")
+
+
+@dataclass
 class TrainConfig:
     """``train``: settings of ``inspatio-sim train KIND``."""
 
     star: TrainStarConfig = field(default_factory=TrainStarConfig)
+    ppo: TrainPPO = field(default_factory=TrainPPO)
 
     def validate(self) -> None:
         self.star.validate()
+        self.ppo.validate()
+
+
+@dataclass
+class EvalTransfer:
+    """``eval.transfer``: ``inspatio-sim eval transfer`` (train in the World reconstructed from the oracle's video,
+    evaluate in the World of the exact Scene, and the other way round)."""
+
+    train_steps: int = 200000  # PPO agent steps per training run (train.ppo.* for the rest)
+    train_minutes: float = 30.0  # wall-clock budget per training run (minutes)
+    episodes: int = 50  # episodes per evaluation (drawn per World with eval.seed)
+    recon_scene: str | None = None  # the reconstructed Scene (default: reconstruct the oracle clip to {out}/recon_*)
+
+    def validate(self) -> None:
+        _positive("eval.transfer", self, "train_steps", "train_minutes", "episodes")
+
+
+@dataclass
+class EvalConfig:
+    """``eval``: ``inspatio-sim eval`` (policy=random|oracle|ppo task=... episodes=FILE|N|val out=DIR)."""
+
+    policy: str = "random"  # policy to evaluate: random, oracle or ppo (needs checkpoint)
+    task: str = "pointnav"  # task: pointnav or explore
+    episodes: str = "val"  # episode file, a count N (seeded episodes) or val (the bundled set of the oracle scene)
+    checkpoint: str | None = None  # PPO checkpoint (run_dir/checkpoint.pt of inspatio-sim train ppo)
+    action_model: str = "ground"  # action model of random/oracle runs (ppo: the checkpoint's)
+    width: int = 64  # camera width (pixels; ppo: the checkpoint's)
+    height: int = 48  # camera height (pixels; ppo: the checkpoint's)
+    num_envs: int = 8  # episodes played at once (one native vector env)
+    max_steps: int = 300  # step limit per episode (explore: coverage after this many steps)
+    seed: int = 0  # seed of the drawn episodes and the random policy
+    video_episodes: int = 3  # episodes of env 0 in the mp4 (0: no video)
+    transfer: EvalTransfer = field(default_factory=EvalTransfer)
+
+    def validate(self) -> None:
+        if self.policy not in ("random", "oracle", "ppo"):
+            raise ConfigError(f"eval.policy must be random, oracle or ppo, got '{self.policy}'")
+        if self.task not in ("pointnav", "explore"):
+            raise ConfigError(f"eval.task must be pointnav or explore, got '{self.task}'")
+        _positive("eval", self, "width", "height", "num_envs", "max_steps")
+        if self.video_episodes < 0:
+            raise ConfigError(f"eval.video_episodes must be >= 0, got {self.video_episodes}")
+        self.transfer.validate()
+
+
+@dataclass
+class EpisodesConfig:
+    """``episodes``: ``inspatio-sim episodes make`` (fixed episode sets, ``envs/episodes.py``)."""
+
+    task: str = "pointnav"  # task of the set: pointnav or explore
+    split: str = "val"  # split name written into the file (val, test, ...)
+    count: int = 50  # number of episodes
+    bins: list[float] = field(default_factory=lambda: [1.0, 2.5, 4.0, 6.0])  # geodesic bin edges (m), round-robin
+    seed: int = 0  # seed of the draws (same seed, same set)
+    action_model: str = "ground"  # action model whose navigation grid the starts and goals are checked on
+    output: str | None = None  # output file (default {out}/episodes/{world}_{task}_{split}.json.gz)
+
+    def validate(self) -> None:
+        if self.task not in ("pointnav", "explore"):
+            raise ConfigError(f"episodes.task must be pointnav or explore, got '{self.task}'")
+        _positive("episodes", self, "count")
+        _positive_list("episodes", self, "bins")
 
 
 @dataclass
@@ -294,9 +396,11 @@ class InSpatioConfig:
     ros: RosSection = field(default_factory=RosSection)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    episodes: EpisodesConfig = field(default_factory=EpisodesConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     viewer: ViewerConfig = field(default_factory=ViewerConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
         import torch

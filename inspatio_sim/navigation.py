@@ -2,8 +2,8 @@
 
 A cell (the World's occupancy voxel size, x-y plane) is traversable when the camera sphere centred at the cell
 centre, ``camera_height`` above the ground plane, is clear of geometry (signed distance above ``radius`` plus half
-a voxel diagonal) and inside the trusted region. Geodesic distances are shortest 8-connected paths over
-traversable cells (scikit-image's minimum-cost-path with Euclidean steps).
+a voxel diagonal) and inside the trusted region (there and half a voxel above and below). Geodesic distances are
+shortest 8-connected paths over traversable cells (scikit-image's minimum-cost-path with Euclidean steps).
 """
 
 from __future__ import annotations
@@ -72,5 +72,9 @@ def build_nav_grid(world: World, radius: float, camera_height: float) -> NavGrid
     z = world.ground.z_at(xy[:, 0], xy[:, 1]) + camera_height
     p = torch.as_tensor(np.c_[xy, z], dtype=torch.float32, device=world.device)
     ok = (occ.sdf_at(p) > radius + occ.voxel * 3**0.5 / 2) & occ.is_trusted(p)
+    # the camera's height wobbles by millimetres around camera_height: trusted in the voxel layers half a voxel
+    # above and below too, so an agent on a traversable cell is never outside the region the ESCM checks
+    half = torch.tensor([0.0, 0.0, occ.voxel / 2], dtype=p.dtype, device=p.device)
+    ok &= occ.is_trusted(p + half) & occ.is_trusted(p - half)
     return NavGrid(origin=origin, cell=cell, traversable=ok.cpu().numpy().reshape(nx, ny),
                    height=z.reshape(nx, ny).astype(np.float32))

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
+from inspatio_sim import se3
 from inspatio_sim.control import ESCM, ESCMConfig, StepOutcome
-from inspatio_sim.conventions import intrinsics_from_fov
+from inspatio_sim.conventions import R_BODY_CAMERA, intrinsics_from_fov
 from inspatio_sim.errors import ConfigError, WorldError
 from inspatio_sim.model import ModelConfig, ModelStep, ReferenceFrames
 from inspatio_sim.render import RenderConfig, RenderOutput, render_world
@@ -163,16 +164,20 @@ class Simulator:
             p[:, 2] += self.escm.config.camera_height - ground.height(p) / ground.normal[2]
         return p
 
-    def reset(self, mask: torch.Tensor | None, rngs: list[np.random.Generator]) -> None:
+    def reset(self, mask: torch.Tensor | None, rngs: list[np.random.Generator],
+              poses: torch.Tensor | None = None) -> None:
         """Re-draw start poses (agent ``i`` from ``rngs[i]``) and zero the time of the agents in ``mask (B,)``
-        (all when ``None``)."""
+        (all when ``None``); ``poses (B, 4, 4)`` ``T_world_camera`` places them there instead (fixed episodes)."""
         m = torch.ones(self.num_agents, dtype=torch.bool, device=self.device) if mask is None else mask
         idx = m.nonzero().squeeze(1).tolist()
         if not idx:
             return
-        poses = self.poses().clone()
-        for i in idx:
-            poses[i] = self.sample_start_poses(1, rngs[i])[0]
+        if poses is not None:
+            poses = torch.as_tensor(poses, dtype=torch.float32, device=self.device)
+        else:
+            poses = self.poses().clone()
+            for i in idx:
+                poses[i] = self.sample_start_poses(1, rngs[i])[0]
         self.escm.reset(poses, m)
         self.time = torch.where(m, torch.zeros_like(self.time), self.time)
         if self.model is not None:
@@ -215,6 +220,16 @@ class Simulator:
             return frame
         scene_time = self.world.timestamps[self.world.frame_at(self.time)]
         return self.model(frame, poses, scene_time, agents)
+
+    def pose_at(self, position: np.ndarray, yaw: np.ndarray) -> torch.Tensor:
+        """``(N, 4, 4)`` camera poses ``T_world_camera`` of bodies at ``position (N, 3)`` (world metres) heading
+        ``yaw (N,)`` (radians, as :meth:`heading`), level (the ESCM applies the configured pitch on reset)."""
+        yaw = torch.as_tensor(np.asarray(yaw, dtype=np.float64).reshape(-1), dtype=torch.float32, device=self.device)
+        euler = torch.stack([torch.zeros_like(yaw), torch.zeros_like(yaw), yaw], 1)
+        R = se3.euler_zyx_to_matrix(euler) @ torch.as_tensor(R_BODY_CAMERA, dtype=torch.float32, device=self.device)
+        t = torch.as_tensor(np.asarray(position, dtype=np.float64).reshape(-1, 3), dtype=torch.float32,
+                            device=self.device)
+        return se3.from_rotation_translation(R, t)
 
     def heading(self) -> torch.Tensor:
         """``(B,)`` yaw of the agents' bodies (radians, world frame, 0 = +x, counter-clockwise)."""

@@ -46,6 +46,8 @@ HEADLINE: dict[str, tuple[str, ...]] = {
               "revisit_psnr_star4_no_writeback", "frame_psnr_star4_adapted", "latency_ms_64_b1_star4",
               "fps_64_b16_star4", "train_minutes_default"),
     "soak": SOAK_ENV_KEYS + SOAK_ROS_KEYS,
+    "transfer": ("transfer_success_recon_to_exact", "transfer_success_exact_to_exact", "transfer_spl_recon_to_exact",
+                 "transfer_spl_exact_to_exact", "transfer_success_drop"),
     "ray": ("native_fps_64_b16", "native_fps_64_b32", "ray_fps_64_b16x2", "ray_speedup_vs_native_same_agents",
             "ray_step_overhead_ms", "clips_per_hour_w1", "clips_per_hour_w2"),
 }
