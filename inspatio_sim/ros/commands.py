@@ -47,9 +47,12 @@ def simulator_from_config(cfg: DictConfig, dt: float | None = None, device: str 
         raise ConfigError(f"the ROS node maps cmd_vel (Twist) to control.action_model=ground or fly, "
                           f"not '{control.action_model}'")
     model = cfg.ros.get("model")
+    threads = int(cfg.ros.get("threads") or 0)
+    cfg = cfg.copy()
     if model is not None and model != cfg.model.name:  # ros.model chooses the node's completer
-        cfg = cfg.copy()
         cfg.model.name = model
+    if threads > 0:  # ros.threads bounds the renderer's thread policy too (it re-applies its count every call)
+        cfg.render.threads = str(threads)
     return build_simulator(cfg, 1, device=device, dt=dt)
 
 
