@@ -74,7 +74,7 @@ class RosSettings:
     depth_no_data: str = "nan"  # depth pixels without data: nan (REP 118) or zero (the project's convention)
     publish_tf: bool = True  # publish /tf and /tf_static when tf2_msgs is importable (it has no PyPI wheel)
     warn_period: float = 2.0  # seconds between repeated warnings (dropped NaN/inf cmd_vel)
-    threads: int = 1  # CPU threads of torch and the renderer in ros/record (1 leaves cores to the middleware; 0 = render.threads)
+    threads: int = 1  # CPU threads of torch and the renderer (ros, record; 1 leaves cores to DDS; 0 = render.threads)
 
     def validate(self) -> None:
         if self.model is not None and self.model not in MODELS:
