@@ -49,7 +49,7 @@ from gymnasium.vector.utils import batch_space
 from envs.errors import ClosedEnvironmentError
 from envs.factory import SimulatorSpec
 from envs.tasks import task_settings
-from envs.vector_env import _OWN_ARGS, AUTORESET_MODES, InSpatioVectorEnv
+from envs.vector_env import _OWN_ARGS, AUTORESET_MODES, InSpatioVectorEnv, reset_mask
 from inspatio_sim.cluster.session import ClusterError, require_ray
 from inspatio_sim.errors import ActionError, ConfigError, InSpatioError
 
@@ -187,7 +187,7 @@ class RayVectorEnv(VectorEnv):
         seeds = self._seeds(seed)
         if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
             self._base_seed = int(seed)
-        mask = self._mask(options)
+        mask = reset_mask(options, self.num_envs)
         chosen = [a for a in range(len(self.actors)) if mask[self._slice(a)].any()]
         results: dict[int, tuple[Any, Any]] = {}
         for _ in range(2):  # an actor found dead is replaced and reset once more
@@ -364,19 +364,6 @@ class RayVectorEnv(VectorEnv):
         if isinstance(seed, list | tuple) and len(seed) == self.num_envs:
             return np.array(list(seed), object)
         raise ConfigError(f"reset seed must be an int or a list of {self.num_envs} ints/None, got {seed!r}")
-
-    def _mask(self, options: dict[str, Any] | None) -> np.ndarray:
-        if not options or "reset_mask" not in options:
-            return np.ones(self.num_envs, bool)
-        mask = options["reset_mask"]
-        if isinstance(mask, torch.Tensor):
-            mask = mask.cpu().numpy()
-        if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.shape != (self.num_envs,):
-            raise ConfigError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},), got "
-                              f"{getattr(mask, 'dtype', type(mask).__name__)} {getattr(mask, 'shape', '')}")
-        if not mask.any():
-            raise ConfigError("options['reset_mask'] must select at least one env")
-        return mask
 
     def _sub_options(self, options: dict[str, Any] | None, mask: np.ndarray, a: int) -> dict[str, Any] | None:
         if not options:

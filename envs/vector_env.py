@@ -252,18 +252,7 @@ class InSpatioVectorEnv(VectorEnv):
         return [None if s is None else int(s) for s in seeds]
 
     def _reset_mask(self, options: dict[str, Any] | None) -> np.ndarray:
-        """``options["reset_mask"]`` checked like Gymnasium's SyncVectorEnv (all envs when absent)."""
-        if not options or "reset_mask" not in options:
-            return np.ones(self.num_envs, bool)
-        mask = options["reset_mask"]
-        if isinstance(mask, torch.Tensor):
-            mask = mask.cpu().numpy()
-        if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.shape != (self.num_envs,):
-            raise ConfigError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},), got "
-                              f"{getattr(mask, 'dtype', type(mask).__name__)} {getattr(mask, 'shape', '')}")
-        if not mask.any():
-            raise ConfigError("options['reset_mask'] must select at least one env")
-        return mask
+        return reset_mask(options, self.num_envs)
 
     def _reset_envs(self, mask: np.ndarray) -> None:
         sim, task = self._open()
@@ -366,3 +355,19 @@ def _neutral(actions: torch.Tensor, mask: np.ndarray) -> torch.Tensor:
     a = actions.clone()
     a[torch.as_tensor(mask, device=a.device)] = 0
     return a
+
+
+def reset_mask(options: dict[str, Any] | None, num_envs: int) -> np.ndarray:
+    """``options["reset_mask"]`` as a ``(num_envs,)`` bool array, checked like Gymnasium's SyncVectorEnv (all envs
+    when absent); numpy or torch. Raises :class:`ConfigError` for a wrong dtype/shape or an empty selection."""
+    if not options or "reset_mask" not in options:
+        return np.ones(num_envs, bool)
+    mask = options["reset_mask"]
+    if isinstance(mask, torch.Tensor):
+        mask = mask.cpu().numpy()
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.shape != (num_envs,):
+        raise ConfigError(f"options['reset_mask'] must be a bool array of shape ({num_envs},), got "
+                          f"{getattr(mask, 'dtype', type(mask).__name__)} {getattr(mask, 'shape', '')}")
+    if not mask.any():
+        raise ConfigError("options['reset_mask'] must select at least one env")
+    return mask
