@@ -11,7 +11,7 @@
     inspatio-sim config [--keys] [key=value ...]       print the composed configuration (--keys: the key table)
     inspatio-sim data star -o DIR [key=value ...]     training examples for a learned completer (data.* keys)
     inspatio-sim view [--measure] [key=value ...]     browser viewer: drive the World, watch a policy (viewer.* keys)
-    inspatio-sim train star stage=teacher|student [--device D] [key=value ...]   train the STAR generator
+    inspatio-sim train star stage=teacher|student|all [--device D] [key=value ...]   train the STAR generator
     inspatio-sim adapt star WORLD_DIR [--device D] [key=value ...]   fine-tune STAR on one World's own video
     inspatio-sim train ppo [task=pointnav] [world=W] [key=value ...]   train a policy (train.ppo.* keys)
     inspatio-sim eval [policy=random|oracle|ppo] [task=...] [episodes=FILE|N|val] [out=DIR] [checkpoint=PATH]
@@ -172,11 +172,11 @@ def _cmd_view(args: argparse.Namespace, cfg: DictConfig) -> int:
 
 
 def _train_star(args: argparse.Namespace, cfg: DictConfig) -> int:
-    from inspatio_sim.model.star.train import train
+    from inspatio_sim.model.star.train import run_stages
 
-    summary = train(OmegaConf.to_object(cfg.train.star), device=args.device or cfg.device)
-    print(f"train star {summary['stage']}: {summary['iterations']} iterations in {summary['minutes']:.1f} min, "
-          f"loss {summary['loss_first']:.4g} -> {summary['loss_last']:.4g}; wrote {summary['checkpoint']}")
+    for summary in run_stages(OmegaConf.to_object(cfg.train.star), device=args.device or cfg.device):
+        print(f"train star {summary['stage']}: {summary['iterations']} iterations in {summary['minutes']:.1f} min, "
+              f"loss {summary['loss_first']:.4g} -> {summary['loss_last']:.4g}; wrote {summary['checkpoint']}")
     return 0
 
 

@@ -13,6 +13,10 @@ same poses through the Simulator, and its observations are compared with the ora
 * ``revisit_psnr_M[_writeback|_no_writeback]``: a loop leaves the path, turns away into space the video never showed
   and comes back to its first pose; PSNR between the first and the returning frame over static pixels, capped at
   60 dB (a completer that depends only on the pose earns the cap);
+* ``revisit_len_below_30_M_no_writeback``: without write-back (the implicit cache alone), the same loops compared
+  pose by pose: the pose ``i`` steps out is seen again ``2 * (half - i)`` steps later; the shortest such gap (in
+  steps) at which the mean PSNR between the two views falls below 30 dB, or ``revisit_max_len`` + 2 when no gap
+  measured does (``revisit_psnr_by_len`` in the JSON's per-length table);
 * ``latency_ms_R_bB_M`` and ``fps_R_bB_M``: one Simulator step plus observation, R x R pixels, B agents;
 * ``mem_mb_per_agent_cache``: per-agent memory of cache + write-back after 1,000 steps (constant by construction:
   checked against the figure at the start).
@@ -165,6 +169,20 @@ def flicker(rgb: np.ndarray, hole: np.ndarray, gt_depth: np.ndarray, gt_dynamic:
     return float(np.concatenate(diffs).mean()) if diffs else float("nan")
 
 
+def revisit_by_length(rgb: np.ndarray, gt_dynamic: np.ndarray) -> dict[int, float]:
+    """Mean PSNR (capped) between the outbound and the returning view of the same pose of loops
+    ``rgb (N, 2 * half + 1, H, W, 3)``, per revisit gap in steps (2, 4, ..., 2 * half), over pixels static in both."""
+    steps = rgb.shape[1]
+    half = steps // 2
+    out = {}
+    for i in range(half):
+        j = steps - 1 - i
+        vals = [min(psnr(rgb[n, j], rgb[n, i], ~gt_dynamic[n, i] & ~gt_dynamic[n, j]), REVISIT_CAP_DB)
+                for n in range(rgb.shape[0])]
+        out[j - i] = float(np.mean(vals))
+    return out
+
+
 def _revisit_psnr(rgb: np.ndarray, gt_dynamic: np.ndarray) -> float:
     """Mean PSNR (capped) between the first and last frame of each loop over pixels static at both times."""
     vals = []
@@ -186,7 +204,7 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
     star_nets = star_ckpt.load(star_file)[0]  # a missing or bad checkpoint stops here with one clear line
     rows_run = [m for m in COMPLETERS if m not in STAR_ROWS or STAR_ROWS[m][0] in star_nets]
     acc: dict[str, dict[str, list[Any]]] = {m: {"frame": [], "ssim": [], "hole_se": [], "flicker": [], "rev": [],
-                                                "rev_nowb": []} for m in [*rows_run, "star4_adapted"]}
+                                                "rev_nowb": [], "rev_len": []} for m in [*rows_run, "star4_adapted"]}
     per_scene: list[list[Any]] = []
     strips: dict[str, np.ndarray] = {}  # the first trajectory of the first scene, per completer (qualitative strip)
     match: list[dict[str, float]] = []
@@ -238,12 +256,15 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
             if m != "none":
                 nowb = model_config(m, ck, writeback=WritebackConfig(scope="off"))
                 loop_sim = _simulator(world, refs, n_loops, h, w, Krec, nowb, render_cfg)
-                a["rev_nowb"].append(_revisit_psnr(_rollout(loop_sim, loops_rec, loop_times)[0], loop_dyn))
+                loop_rgb = _rollout(loop_sim, loops_rec, loop_times)[0]
+                a["rev_nowb"].append(_revisit_psnr(loop_rgb, loop_dyn))
+                a["rev_len"].append(revisit_by_length(loop_rgb, loop_dyn))
             per_scene.append([f"{preset}-{seed}", m, float(np.mean(a["frame"][-n_traj * steps:])),
                               _pooled_psnr([a["hole_se"][-1]]), a["flicker"][-1], a["rev"][-1],
                               float(hole.mean())])
         match.append(_degrade_match(gt, rec, index, world, traj, times, K, gt_rgb, render_cfg, world_cfg, seed))
     metrics: dict[str, float] = {}
+    revisit_table: dict[str, dict[int, float]] = {}
     for key in match[0]:
         metrics[key] = float(np.mean([mm[key] for mm in match]))
     for m, a in acc.items():
@@ -258,6 +279,10 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
         metrics[f"revisit_psnr_{m}" + ("_writeback" if m != "none" else "")] = float(np.mean(a["rev"]))
         if a["rev_nowb"]:
             metrics[f"revisit_psnr_{m}_no_writeback"] = float(np.mean(a["rev_nowb"]))
+            by_len = {k: float(np.mean([r[k] for r in a["rev_len"]])) for k in sorted(a["rev_len"][0])}
+            below = [k for k, v in by_len.items() if v < 30.0]
+            metrics[f"revisit_len_below_30_{m}_no_writeback"] = float(min(below) if below else max(by_len) + 2)
+            revisit_table[m] = by_len
     assert sim_for_speed is not None
     metrics.update(_speed(*sim_for_speed, render_cfg, device, quick, star_file))
     meta = star_ckpt.load(star_file)[1]
@@ -265,7 +290,9 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
     rows = [[k, v] for k, v in metrics.items()]
     config = {"quick": quick, "device": device, "scenes": [list(s) for s in scenes], "frames": frames,
               "video": [width, height], "eval_resolution": [w, h], "trajectories": n_traj, "steps": steps,
-              "revisit_loops": n_loops, "revisit_loop_steps": 2 * half}
+              "revisit_loops": n_loops, "revisit_loop_steps": 2 * half, "revisit_max_len": 2 * half}
+    gaps = sorted({g for t in revisit_table.values() for g in t})
+    revisit_rows = [[m, *[f"{t[g]:.1f}" for g in gaps]] for m, t in revisit_table.items()]
     notes = [f"Worlds reconstructed from the held-out oracle videos {', '.join(f'{p}-{s}' for p, s in scenes)} "
              f"({frames} frames {width}x{height}); trajectories 0.25-1 m off the path at {w}x{h}; revisit loops of "
              f"{2 * half} steps (0.5 m out while turning 150 degrees, and back). "
@@ -274,6 +301,8 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
     write_report("model", out_dir, config, metrics, device, [
         ("Per scene and completer", ["scene", "completer", "frame PSNR", "hole PSNR", "hole flicker", "revisit PSNR",
                                      "hole fraction"], per_scene),
+        ("Revisit PSNR without write-back, by steps between the two views of a pose",
+         ["completer", *[f"{g} steps" for g in gaps]], revisit_rows),
         ("Headline", ["metric", "value"], rows)], notes)
     return metrics
 

@@ -73,7 +73,8 @@ class ModelStep:
         self.completer: ClassicalCompleter | StarCompleter
         if config.name == "star":
             self.completer = StarCompleter(config.star, num_agents, height, width, int(config.cache.ref_slots),
-                                           int(config.cache.history_slots), refs.rgb.device, world_dir)
+                                           int(config.cache.history_slots), refs.rgb.device, world_dir,
+                                           config.classical)
         else:
             self.completer = ClassicalCompleter(config.classical)
         self.pool = (None if config.writeback.scope == "off"

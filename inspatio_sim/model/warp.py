@@ -72,11 +72,11 @@ def lookup(points: torch.Tensor, batch: torch.Tensor, target_centres: torch.Tens
     uc, vc = u.clamp(0, ws - 1), v.clamp(0, hs - 1)
     u0, v0 = uc.floor().long().clamp(max=ws - 2 if ws > 1 else 0), vc.floor().long().clamp(max=hs - 2 if hs > 1 else 0)
     fu, fv = (uc - u0).unsqueeze(-1), (vc - v0).unsqueeze(-1)
-    flat_rgb = rgb.reshape(-1, 3).float()
+    flat_rgb = rgb.reshape(-1, 3)  # gathered first, converted after: the library is never copied whole
     u1, v1 = (u0 + 1).clamp(max=ws - 1), (v0 + 1).clamp(max=hs - 1)
 
     def at(vv: torch.Tensor, uu: torch.Tensor) -> torch.Tensor:
-        return flat_rgb.index_select(0, (image + vv * ws + uu).reshape(-1)).reshape(*u.shape, 3)
+        return flat_rgb.index_select(0, (image + vv * ws + uu).reshape(-1)).reshape(*u.shape, 3).float()
 
     colour = (at(v0, u0) * (1 - fu) + at(v0, u1) * fu) * (1 - fv) + (at(v1, u0) * (1 - fu) + at(v1, u1) * fu) * fv
     near_px = image + vc.round().long() * ws + uc.round().long()

@@ -3,7 +3,7 @@ inconsistency; revisit PSNR is capped for identical frames."""
 
 import numpy as np
 
-from inspatio_sim.bench.model_bench import REVISIT_CAP_DB, _revisit_psnr, flicker
+from inspatio_sim.bench.model_bench import REVISIT_CAP_DB, _revisit_psnr, flicker, revisit_by_length
 from inspatio_sim.conventions import intrinsics_from_fov
 from tests.model.scenes import camera, view
 
@@ -43,6 +43,17 @@ def test_revisit_psnr_is_capped_for_identical_frames_and_ignores_moving_pixels()
     assert _revisit_psnr(changed, dyn) < 30.0
     dyn[0, -1, :10] = True  # the changed pixels were moving objects: not counted
     assert _revisit_psnr(changed, dyn) == REVISIT_CAP_DB
+
+
+def test_revisit_by_length_pairs_each_pose_with_its_return():
+    _, rgb, _ = _sequence()
+    out = np.concatenate([rgb, rgb[:, 1::-1]], axis=1)  # poses 0 1 2 1 0: gaps of 4 (pose 0) and 2 (pose 1)
+    dyn = np.zeros(out.shape[:4], bool)
+    assert revisit_by_length(out, dyn) == {4: REVISIT_CAP_DB, 2: REVISIT_CAP_DB}
+    drift = out.copy()
+    drift[0, 4] = np.clip(drift[0, 4].astype(int) + 60, 0, 255).astype(np.uint8)  # the long gap forgot the place
+    by_len = revisit_by_length(drift, dyn)
+    assert by_len[2] == REVISIT_CAP_DB and by_len[4] < 30.0
 
 
 def test_degrade_match_scores_the_exact_scene_perfectly_and_the_degraded_one_worse():

@@ -18,6 +18,7 @@ from inspatio_sim.model.star.flow import sample
 from inspatio_sim.model.star.jdmd import dmd_direction, dmd_loss
 from inspatio_sim.model.star.network import FRAME_CHANNELS, SLOT_CHANNELS, NetConfig, STARNet
 from inspatio_sim.model.star.train import Episode, TrainStarConfig, train
+from inspatio_sim.render import render_world
 from inspatio_sim.scene_source import load_scene
 from inspatio_sim.simulator import CameraConfig, Simulator
 from inspatio_sim.world import WorldConfig, build_world
@@ -117,6 +118,32 @@ def test_student_output_shape_dtype_range_and_determinism(tiny_world, star_file)
     assert x.shape == (2, 8, 8, 3) and x.dtype == torch.float32 and torch.isfinite(x).all()
 
 
+def test_an_untrained_network_reproduces_the_classical_completion(tiny_world, tmp_path):
+    # the head starts at zero: x0 = the explicit (classical) completion, exactly, whatever the noise
+    zero = STARNet(TINY).eval()
+    path = ckpt.save(tmp_path / "zero.pt", {"teacher": zero, "student": zero}, {})
+    star = _roll(_star_sim(tiny_world, path, b=2, steps=4), 4)
+    world, refs = tiny_world
+    sim = Simulator(world, 2, camera=CameraConfig(width=32, height=24, hfov_deg=90.0),
+                    model=ModelConfig(name="classical"), references=refs)
+    sim.reset(None, [np.random.default_rng(i) for i in range(2)])
+    classical = _roll(sim, 4)
+    assert torch.equal(star, classical)
+
+
+def test_refine_holes_keeps_the_render_pixels(tiny_world, star_file):
+    sim = _star_sim(tiny_world, star_file, b=2)
+    sim.model.completer.config.refine = "holes"
+    obs = _roll(sim, 2)[-1]
+    frame = render_world(sim.world, sim.poses(), sim.time, sim.K, 24, 32, sim.render_config)
+    keep = frame.valid & ~sim.model.last.filled
+    assert torch.equal(obs[keep], frame.rgb[keep])
+    everywhere = _roll(_star_sim(tiny_world, star_file, b=2), 2)[-1]
+    assert not torch.equal(everywhere[keep], frame.rgb[keep])  # refine=all paints the render's pixels too
+    with pytest.raises(ConfigError, match="refine"):
+        StarConfig(refine="some").validate()
+
+
 def test_any_camera_size_is_padded_to_patches_and_cropped_back(tiny_world, star_file):
     sim = _star_sim(tiny_world, star_file, b=1, size=(30, 20), sampler="teacher", steps=3)
     obs = _roll(sim, 2)
@@ -171,10 +198,13 @@ def test_a_tiny_training_run_lowers_the_loss(tmp_path):
     e, steps, h, w = 4, 4, 16, 16
     gt = torch.linspace(-1, 1, w)[None, None, None, :, None].expand(e, steps, h, w, 3).clone()
     valid = torch.rand((e, steps, h, w), generator=g) > 0.3
-    ep = Episode(render_rgb=((gt + 1) * 127.5).round().to(torch.uint8), valid=valid,
+    render = ((gt + 1) * 127.5).round().to(torch.uint8)
+    ep = Episode(render_rgb=render, valid=valid,
                  depth=torch.full((e, steps, h, w), 2.0), rays=torch.randn((e, steps, h, w, 6), generator=g) * 0.1,
                  gt=gt, ref_index=torch.zeros((e, steps, 2), dtype=torch.int64),
-                 refs=torch.randn((3, h, w, SLOT_CHANNELS), generator=g))
+                 refs=torch.randn((3, h, w, SLOT_CHANNELS), generator=g),
+                 base_rgb=torch.where(valid[..., None], render, 128), base_depth=torch.full((e, steps, h, w), 2.0),
+                 invented=~valid)
     cfg = TrainStarConfig(stage="teacher", out=str(tmp_path / "t.pt"), iterations=60, batch=4, window=3,
                           save_every=30, lr=3e-3, net=dataclasses.replace(TINY, patch=4))
     summary = train(cfg, episodes=[ep], progress=False)
@@ -237,3 +267,39 @@ def test_train_command_maps_short_keys_and_fails_cleanly_without_data(tmp_path, 
     assert _train_key("star", "out=x.pt") == "train.star.out=x.pt"  # not the top-level `out`
     assert _train_key("star", "net.dim=64") == "train.star.net.dim=64"
     assert _train_key("star", "device=cpu") == "device=cpu" and _train_key("star", "model.name=x") == "model.name=x"
+
+
+def test_the_x0_weighting_is_the_clean_estimates_error():
+    from inspatio_sim.model.star.flow import clean_estimate, flow_loss, noised
+
+    g = torch.Generator().manual_seed(0)
+    x, eps, v = (torch.randn((3, 4, 4, 3), generator=g) for _ in range(3))
+    t = torch.rand(3, generator=g) * 0.9 + 0.1
+    valid = torch.ones((3, 4, 4), dtype=torch.bool)
+    x_t = noised(x, eps, t)
+    x0_err = ((clean_estimate(x_t, v, t) - x) ** 2).mean()
+    torch.testing.assert_close(flow_loss(v, x, eps, valid, 1.0, t, "x0"), x0_err)
+    torch.testing.assert_close(flow_loss(v, x, eps, valid, 1.0), ((v - (eps - x)) ** 2).mean())
+    with pytest.raises(ValueError, match="needs the flow times"):
+        flow_loss(v, x, eps, valid, 1.0, None, "x0")
+    with pytest.raises(ConfigError, match="time_sampling"):
+        TrainStarConfig(time_sampling="beta").validate()
+
+
+def test_episode_noise_repeats_each_step_and_step_noise_does_not(tiny_world, star_file):
+    sim = _star_sim(tiny_world, star_file, b=2)
+    completer = sim.model.completer
+    assert completer.config.noise == "episode"
+
+    def draw():
+        return torch.stack([torch.randn(4, generator=g) for g in completer._noise_generators()])
+
+    first = draw()
+    _roll(sim, 2)
+    assert torch.equal(draw(), first) and not torch.equal(first[0], first[1])  # per agent, fixed per episode
+    sim.reset(None, [np.random.default_rng(50 + i) for i in range(2)])
+    assert not torch.equal(draw(), first)  # a new episode draws new noise
+    completer.config.noise = "step"
+    assert not torch.equal(draw(), draw())
+    with pytest.raises(ConfigError, match="noise"):
+        StarConfig(noise="frame").validate()

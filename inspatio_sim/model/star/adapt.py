@@ -79,8 +79,8 @@ def window_arrays(scene: Scene, start: int, length: int, size: int, world_cfg: W
 
 @torch.no_grad()
 def evaluate(net: STARNet, ep: Episode, steps: int, history: int, seed: int = 0) -> float:
-    """Mean PSNR (dB) of ``net``'s ``steps``-step frames (render pixels kept, own outputs as history) against the
-    true frames of every trajectory of ``ep``."""
+    """Mean PSNR (dB) of ``net``'s ``steps``-step frames (own outputs as history) against the true frames of every
+    trajectory of ``ep``."""
     e, t = ep.valid.shape[:2]
     vals = []
     gens = [torch.Generator().manual_seed(seed + i) for i in range(e)]
@@ -92,15 +92,14 @@ def evaluate(net: STARNet, ep: Episode, steps: int, history: int, seed: int = 0)
         ctx = [ref_kv[:, i]] + [h[:, None] for h in hist[::-1][:history]]
         valid = [ep.ref_index[:, i] >= 0] + [torch.ones((e, 1), dtype=torch.bool)] * min(len(hist), history)
         c, v = torch.cat(ctx, 1), torch.cat(valid, 1)
-        cond = (ep.render_rgb[:, i], ep.valid[:, i], depth, ep.rays[:, i])
+        cond = (ep.render_rgb[:, i], ep.valid[:, i], depth, ep.rays[:, i], ep.base_rgb[:, i], ep.invented[:, i])
 
         def velocity(x: torch.Tensor, tt: torch.Tensor, cond: tuple = cond, c: torch.Tensor = c,
                      v: torch.Tensor = v) -> torch.Tensor:
             return net(frame_input(x, *cond), tt, c, v)
 
         x = sample(velocity, ep.gt[:, i].shape, steps, ep.gt.device, gens)
-        x = torch.where(ep.valid[:, i, ..., None], ep.render_rgb[:, i].float() / 127.5 - 1, x)
-        hist.append(net.encode_slots(slot_input(x, depth, ep.rays[:, i]), SLOT_HISTORY))
+        hist.append(net.encode_slots(slot_input(x, ep.base_depth[:, i], ep.rays[:, i]), SLOT_HISTORY))
         out, gt = to_uint8(x).numpy(), to_uint8(ep.gt[:, i]).numpy()
         vals += [psnr(a, b) for a, b in zip(out, gt, strict=True)]
     return float(np.mean(vals))

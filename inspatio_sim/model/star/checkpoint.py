@@ -21,7 +21,7 @@ from inspatio_sim.errors import CheckpointError
 from inspatio_sim.model.star.network import NetConfig, STARNet
 
 FORMAT = "inspatio-sim/star"
-VERSION = 1
+VERSION = 2  # 2: 18 input channels, x0 residual on the explicit completion
 DEFAULT = Path(__file__).resolve().parents[1] / "checkpoints" / "star_default.pt"
 """The checkpoint shipped in the package."""
 ADAPTED_NAME = "star_adapted.pt"

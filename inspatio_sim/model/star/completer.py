@@ -1,11 +1,15 @@
 """The ``star`` completer: the learned STAR generator inside the Simulator's model step.
 
-Per step and agent: the reference slots' per-layer keys/values are recomputed only for slots whose frame changed
-(kept in :class:`StarCache`, per agent, reset with the agent), the history slots' keys/values were computed once when
-the frame was completed, and the student (``sampler=student``, 1-4 steps) or the teacher (``sampler=teacher``, many
-steps) generates the frame from noise drawn from the agent's own seeded :class:`torch.Generator`. The render's own
-pixels and the agent's written-back content are kept as they are; the generated colours fill the rest (marked
-``SOURCE_MODEL``, and written back by the model step like inpainted pixels).
+Per step and agent: the classical completer first makes the explicit completion (the render, its holes filled by
+reprojecting the cache's reference and history frames and the agent's written-back content, then inpainting); the
+reference slots' per-layer keys/values are recomputed only for slots whose frame changed (kept in :class:`StarCache`,
+per agent, reset with the agent), the history slots' keys/values were computed once when the frame was completed, and
+the student (``sampler=student``, 1-4 steps) or the teacher (``sampler=teacher``, many steps) generates the frame
+from noise drawn from the agent's own seeded :class:`torch.Generator`, as a residual on the explicit completion.
+``refine=all`` (default) takes the generated colours everywhere; ``refine=holes`` keeps the render's own pixels and
+the written-back content and takes them only in the holes. Hole pixels the explicit completion had to invent are
+marked ``SOURCE_MODEL`` and written back by the model step like inpainted pixels; those it found in the cache keep
+their source (the same step finds them again on a revisit).
 """
 
 from __future__ import annotations
@@ -18,12 +22,11 @@ import torch
 
 from inspatio_sim.errors import ConfigError
 from inspatio_sim.model.cache import CacheSlots, plucker_rays
-from inspatio_sim.model.classical import SOURCE_RENDER, SOURCE_WRITEBACK, Completion
+from inspatio_sim.model.classical import SOURCE_INPAINT, ClassicalCompleter, ClassicalConfig, Completion
 from inspatio_sim.model.star import checkpoint as ckpt
 from inspatio_sim.model.star.flow import sample
 from inspatio_sim.model.star.inputs import reference_slots, scaled_K
 from inspatio_sim.model.star.network import SLOT_HISTORY, SLOT_REFERENCE, STARNet, frame_input, slot_input, to_uint8
-from inspatio_sim.model.warp import fill_depth
 from inspatio_sim.render import RenderOutput
 
 SOURCE_MODEL = 5
@@ -37,8 +40,14 @@ class StarConfig:
     checkpoint: str = ""  # STAR checkpoint file ('' = the World's adapted one if present, else the shipped default)
     sampler: str = "student"  # student (few-step, distilled) | teacher (many-step flow matching)
     steps: int = 4  # denoising steps (student: 1-4; teacher: e.g. 16)
+    refine: str = "all"  # all: generated colours everywhere | holes: keep the render's own pixels as they are
+    noise: str = "episode"  # episode: an agent's noise is drawn once per episode and reused each step | step: fresh
 
     def validate(self) -> None:
+        if self.noise not in ("episode", "step"):
+            raise ConfigError(f"model.star.noise must be episode or step, got '{self.noise}'")
+        if self.refine not in ("all", "holes"):
+            raise ConfigError(f"model.star.refine must be all or holes, got '{self.refine}'")
         if self.sampler not in ("student", "teacher"):
             raise ConfigError(f"model.star.sampler must be student or teacher, got '{self.sampler}'")
         if int(self.steps) < 1:
@@ -102,9 +111,11 @@ class StarCompleter:
     name = "star"
 
     def __init__(self, config: StarConfig, num_agents: int, height: int, width: int, ref_slots: int, history: int,
-                 device: torch.device | str, world_dir: str | Path | None = None) -> None:
+                 device: torch.device | str, world_dir: str | Path | None = None,
+                 classical: ClassicalConfig | None = None) -> None:
         config.validate()
         self.config = config
+        self.explicit = ClassicalCompleter(classical)
         self.path = resolve_checkpoint(config, world_dir)
         nets, self.meta, _ = ckpt.load(self.path, want=config.sampler, device=device)
         self.net: STARNet = nets[config.sampler]
@@ -114,6 +125,7 @@ class StarCompleter:
         # the network works on frames padded (right, bottom) to multiples of its patch; padding is a hole with rays
         self.ph, self.pw = -(-height // p) * p, -(-width // p) * p
         self.state = StarCache(self.net, num_agents, ref_slots, history, self.ph, self.pw, self.device)
+        self.seeds = list(range(num_agents))
         self.generators = [torch.Generator().manual_seed(i) for i in range(num_agents)]
 
     def reset(self, mask: torch.Tensor | None, rngs: list[np.random.Generator] | None = None) -> None:
@@ -122,8 +134,16 @@ class StarCompleter:
         self.state.reset(mask)
         idx = range(len(self.generators)) if mask is None else mask.nonzero().squeeze(1).tolist()
         for i in idx:
-            seed = _child_seed(rngs[i]) if rngs is not None else i
-            self.generators[i] = torch.Generator().manual_seed(seed)
+            self.seeds[i] = _child_seed(rngs[i]) if rngs is not None else i
+            self.generators[i] = torch.Generator().manual_seed(self.seeds[i])
+
+    def _noise_generators(self) -> list[torch.Generator]:
+        """``noise=step``: the agents' running generators (fresh noise every step); ``noise=episode``: generators
+        restarted from each agent's episode seed, so every step of an episode draws the same noise (a learned
+        completer then changes its output only where its inputs change: less flicker, same distribution)."""
+        if self.config.noise == "step":
+            return self.generators
+        return [torch.Generator().manual_seed(s) for s in self.seeds]
 
     @torch.no_grad()
     def complete(self, frame: RenderOutput, poses: torch.Tensor, K: torch.Tensor, slots: CacheSlots,
@@ -133,34 +153,27 @@ class StarCompleter:
         b, h, w = frame.valid.shape
         dev = frame.valid.device
         self._refresh_refs(slots)
-        valid = frame.valid.clone()
-        rgb = frame.rgb.clone()
-        source = torch.full((b, h, w), SOURCE_RENDER, dtype=torch.int8, device=dev)
+        base = self.explicit.complete(frame, poses, K, slots, generated)
+        keep = frame.valid.clone()  # pixels whose colour is known: the render's, and written-back content
         if generated is not None:
-            g = generated.valid & ~frame.valid
-            rgb = torch.where(g[..., None], generated.rgb, rgb)
-            valid = valid | g
-            source[g] = SOURCE_WRITEBACK
-        known = frame.valid & (frame.depth > 0)
-        depth = fill_depth(frame.depth, known, "smooth")
-        if generated is not None:
-            depth = torch.where(generated.valid & ~frame.valid, generated.depth, depth)
+            keep = keep | (generated.valid & ~frame.valid)
+        invented = base.filled & (base.source == SOURCE_INPAINT)
         rays = plucker_rays(K.float(), poses.float(), self.ph, self.pw)
-        cond_depth = torch.where(valid, depth, torch.zeros_like(depth))
+        cond_depth = torch.where(frame.valid, frame.depth, torch.zeros_like(frame.depth))
         ctx, ctx_valid = self.state.context()
         net = self.net
-        pad_rgb, pad_valid, pad_depth = self._pad(rgb), self._pad(valid), self._pad(cond_depth)
+        cond = (self._pad(frame.rgb), self._pad(frame.valid), self._pad(cond_depth), rays, self._pad(base.rgb),
+                self._pad(invented))
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return net(frame_input(x, pad_rgb, pad_valid, pad_depth, rays), t, ctx, ctx_valid)
+            return net(frame_input(x, *cond), t, ctx, ctx_valid)
 
-        x0 = sample(velocity, (b, self.ph, self.pw, 3), int(self.config.steps), dev, self.generators)
-        out = torch.where(valid[..., None], rgb, to_uint8(x0[:, :h, :w]))
-        hole = ~valid
-        source[hole] = SOURCE_MODEL
-        self._pending = (out, depth, rays)
-        return Completion(rgb=out, depth=torch.where(frame.valid, frame.depth, depth), filled=~frame.valid,
-                          source=source)
+        x0 = to_uint8(sample(velocity, (b, self.ph, self.pw, 3), int(self.config.steps), dev,
+                             self._noise_generators())[:, :h, :w])
+        out = torch.where(keep[..., None], base.rgb, x0) if self.config.refine == "holes" else x0
+        source = torch.where(invented, torch.full_like(base.source, SOURCE_MODEL), base.source)
+        self._pending = rays
+        return Completion(rgb=out, depth=base.depth, filled=base.filled, source=source)
 
     @torch.no_grad()
     def push(self, done: Completion, step: torch.Tensor) -> None:
@@ -168,7 +181,7 @@ class StarCompleter:
         agents = step.nonzero().squeeze(1)
         if agents.numel() == 0 or self.state.hist_kv.shape[1] == 0:
             return
-        _, _, rays = self._pending
+        rays = self._pending
         slot = slot_input(self._pad(done.rgb[agents]), self._pad(done.depth[agents]), rays[agents])
         self.state.push(self.net.encode_slots(slot, SLOT_HISTORY), agents)
 

@@ -3,11 +3,13 @@
 Convention: ``x_t = (1 - t) x + t eps`` with ``eps ~ N(0, I)`` and ``t`` in [0, 1] (``t = 1``: pure noise). The
 network predicts the velocity ``v = eps - x``; the clean estimate from ``x_t`` is ``x_t - t v``. The teacher's loss is
 
-    L_FM = E_{t, eps} [ w(p) || v_theta(x_t, t | c) - (eps - x) ||^2 ]
+    L_FM = E_{t, eps} [ lambda(t) w(p) || v_theta(x_t, t | c) - (eps - x) ||^2 ]
 
-with ``w = hole_weight`` on pixels the explicit render could not show and 1 elsewhere (the render's own pixels are
-passed through at run time, so the holes are what the model is for). ``t`` is drawn per frame from a logit-normal
-(more weight mid-way, as rectified-flow image models do).
+with ``w = hole_weight`` on pixels the explicit render could not show and 1 elsewhere (the holes are what the model
+is mostly for), and the time weighting ``lambda(t) = 1`` (``weighting="velocity"``) or ``t^2`` (``"x0"``, the
+default): since ``v = (x_t - x0) / t``, the latter is the squared error of the clean estimate at every time, which
+does not let the nearly clean times (``1 / t^2`` up to 400 there) drown the pure-noise ones the few-step sampler
+starts from. ``t`` is drawn per frame, uniformly by default (:func:`sample_t`).
 """
 
 from __future__ import annotations
@@ -20,10 +22,18 @@ Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``v(x_t (B, H, W, 3), t (B,)) -> (B, H, W, 3)``: a velocity field with its conditioning bound."""
 
 
-def sample_t(shape: tuple[int, ...], generator: torch.Generator | None = None, device: str | torch.device = "cpu"
-             ) -> torch.Tensor:
-    """Flow times from a logit-normal(0, 1) (shape ``shape``, in (0, 1))."""
-    return torch.sigmoid(torch.randn(shape, generator=generator, device=device))
+TIME_SAMPLINGS = ("uniform", "logit_normal")
+
+
+def sample_t(shape: tuple[int, ...], generator: torch.Generator | None = None, device: str | torch.device = "cpu",
+             kind: str = "uniform") -> torch.Tensor:
+    """Flow times (shape ``shape``, in (0, 1)): ``uniform``, or ``logit_normal`` (0, 1) (mid-way times favoured, as in
+    many-step image models; it almost never draws the pure-noise end a few-step sampler starts from)."""
+    if kind == "uniform":
+        return torch.rand(shape, generator=generator).to(device)
+    if kind == "logit_normal":
+        return torch.sigmoid(torch.randn(shape, generator=generator, device=device))
+    raise ValueError(f"sample_t: kind must be one of {TIME_SAMPLINGS}, got '{kind}'")
 
 
 def noised(x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -44,11 +54,22 @@ def pixel_weight(valid: torch.Tensor, hole_weight: float) -> torch.Tensor:
     return w / w.mean()
 
 
+WEIGHTINGS = ("x0", "velocity")
+
+
 def flow_loss(v_pred: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, valid: torch.Tensor,
-              hole_weight: float) -> torch.Tensor:
+              hole_weight: float, t: torch.Tensor | None = None, weighting: str = "velocity") -> torch.Tensor:
     """The weighted flow-matching loss (module docstring) for predictions ``v_pred`` of frames ``x`` noised with
-    ``eps`` (all ``(..., H, W, 3)``), ``valid (..., H, W)``."""
-    return (pixel_weight(valid, hole_weight) * (v_pred - (eps - x)) ** 2).mean()
+    ``eps`` (all ``(..., H, W, 3)``) at times ``t`` (``(...)``, needed for ``weighting="x0"``), ``valid``
+    ``(..., H, W)``."""
+    err = pixel_weight(valid, hole_weight) * (v_pred - (eps - x)) ** 2
+    if weighting == "x0":
+        if t is None:
+            raise ValueError("flow_loss: weighting='x0' needs the flow times t")
+        err = err * t.reshape(*t.shape, *([1] * (x.dim() - t.dim()))) ** 2
+    elif weighting != "velocity":
+        raise ValueError(f"flow_loss: weighting must be one of {WEIGHTINGS}, got '{weighting}'")
+    return err.mean()
 
 
 def schedule(steps: int) -> list[float]:

@@ -9,6 +9,10 @@ for noise ``z`` and conditioning ``c`` (render, rays, cache with the student's *
 
     g = (x0_fake(x_t) - x0_real(x_t)) / mean|x - x0_real(x_t)|
 
+(the normaliser is ``train.star.dmd_normalise``, off by default: the student starts as a copy of the teacher, so
+``x`` is close to ``x0_real`` and dividing by their small difference multiplied the DMD step up to 20-fold; in the
+default recipe it took the student 1.3-2.5 dB below the teacher within 100 iterations even with ``lambda_real`` 10,
+and 2-4 dB below it after 600 with ``lambda_real`` 1, measured on training shards.)
 The first term is DMD: its gradient with respect to ``x`` is exactly ``g``, which is, up to the positive factor
 ``t^2 / (1 - t)^2`` and the normaliser, the gradient of ``KL(p_fake,t || p_real,t)`` at ``x_t`` pulled back through
 ``x_t``: the difference of the two scores, since ``x0(x_t) = (x_t + t^2 s(x_t)) / (1 - t)`` (Tweedie). The second

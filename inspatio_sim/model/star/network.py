@@ -1,9 +1,19 @@
 """The STAR network: a causal spatiotemporal transformer over patch tokens that predicts a flow-matching velocity.
 
 Frames are channels-last ``(B, H, W, C)`` with ``H`` and ``W`` multiples of ``patch``. Per frame the network reads,
-concatenated along the channels (``FRAME_CHANNELS`` = 14): the noisy frame ``x_t`` (3, in [-1, 1]), the explicit
-render's colour (3, in [-1, 1]), its validity (1), its depth as ``1 / (1 + d)`` (1, 0 where unknown) and the camera
-rays as Plücker coordinates (6, world frame: unit direction, moment). Patches of ``patch x patch`` pixels become
+concatenated along the channels (``FRAME_CHANNELS`` = 18): the noisy frame ``x_t`` (3, in [-1, 1]), the explicit
+render's colour (3, in [-1, 1]), its validity (1), its depth as ``1 / (1 + d)`` (1, 0 where unknown), the camera
+rays as Plücker coordinates (6, world frame: unit direction, moment), the **explicit completion** (3, in [-1, 1]: the
+classical completer's frame, i.e. the render with its holes filled by reprojecting the cache's frames, then
+inpainting) and a flag of its invented pixels (1: inpainted, nothing in the cache showed them).
+
+**Parametrisation.** The network predicts the clean frame as a residual on the explicit completion,
+``x0 = base + r(x_t, t | c)``, and returns the flow velocity it implies, ``v = (x_t - x0) / max(t, T_MIN)``. A small
+per-pixel convolutional refiner (three 3x3 layers over the frame input and the token estimate, ``refine_channels``)
+adds what 8x8 patches cannot place to the pixel. The token head and the refiner's last layer start at zero, so an
+untrained network reproduces the explicit completion exactly and without noise; training
+teaches it what the explicit geometry gets wrong (the render's blur and misregistration, reference colours that do not
+fit, inpainted smears). Patches of ``patch x patch`` pixels become
 tokens of width ``dim``, with a 2-D sine-cosine position code and the flow time ``t`` (an MLP of a sine code, added
 to every token and to every block's input).
 
@@ -28,7 +38,11 @@ from torch import nn
 
 from inspatio_sim.errors import ConfigError
 
-FRAME_CHANNELS = 14
+FRAME_CHANNELS = 18
+BASE = slice(14, 17)
+"""Channels of the explicit completion in a frame input."""
+T_MIN = 0.05
+"""Smallest flow time in the velocity's denominator (the x0 -> v conversion)."""
 SLOT_CHANNELS = 11
 SLOT_REFERENCE, SLOT_HISTORY = 0, 1
 
@@ -42,6 +56,7 @@ class NetConfig:
     layers: int = 4  # transformer blocks
     heads: int = 4  # attention heads (dim must be a multiple)
     mlp_ratio: float = 2.0  # hidden width of each block's MLP, as a multiple of dim
+    refine_channels: int = 32  # width of the per-pixel convolutional refiner after the tokens (0 = none)
 
     def validate(self) -> None:
         for key in ("patch", "dim", "layers", "heads"):
@@ -49,6 +64,8 @@ class NetConfig:
                 raise ConfigError(f"star net: {key} must be >= 1, got {getattr(self, key)}")
         if int(self.dim) % int(self.heads):
             raise ConfigError(f"star net: dim ({self.dim}) must be a multiple of heads ({self.heads})")
+        if int(self.refine_channels) < 0:
+            raise ConfigError(f"star net: refine_channels must be >= 0, got {self.refine_channels}")
         if not self.mlp_ratio > 0:
             raise ConfigError(f"star net: mlp_ratio must be > 0, got {self.mlp_ratio}")
 
@@ -70,12 +87,15 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def frame_input(x_t: torch.Tensor, render_rgb: torch.Tensor, valid: torch.Tensor, depth: torch.Tensor,
-                plucker: torch.Tensor) -> torch.Tensor:
-    """``(B, H, W, 14)``: noisy frame ``x_t (B, H, W, 3)`` in [-1, 1], render colour (uint8 or [-1, 1] float),
-    ``valid (B, H, W)``, ``depth (B, H, W)`` metres, ``plucker (B, H, W, 6)``."""
+                plucker: torch.Tensor, base_rgb: torch.Tensor, invented: torch.Tensor) -> torch.Tensor:
+    """``(B, H, W, 18)``: noisy frame ``x_t (B, H, W, 3)`` in [-1, 1], render colour (uint8 or [-1, 1] float),
+    ``valid (B, H, W)``, ``depth (B, H, W)`` metres, ``plucker (B, H, W, 6)``, the explicit completion ``base_rgb``
+    (uint8 or [-1, 1] float, ``(B, H, W, 3)``) and ``invented (B, H, W)`` (its inpainted pixels)."""
     rgb = to_unit(render_rgb) if render_rgb.dtype == torch.uint8 else render_rgb.float()
+    base = to_unit(base_rgb) if base_rgb.dtype == torch.uint8 else base_rgb.float()
     v = valid.float()[..., None]
-    return torch.cat([x_t.float(), rgb * v, v, depth_feature(depth)[..., None] * v, plucker.float()], -1)
+    return torch.cat([x_t.float(), rgb * v, v, depth_feature(depth)[..., None] * v, plucker.float(), base,
+                      invented.float()[..., None]], -1)
 
 
 def slot_input(rgb: torch.Tensor, depth: torch.Tensor, plucker: torch.Tensor) -> torch.Tensor:
@@ -164,6 +184,13 @@ class STARNet(nn.Module):
         self.head = nn.Linear(d, 3 * p * p)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        r = int(c.refine_channels)
+        self.refine = None
+        if r:
+            self.refine = nn.Sequential(nn.Conv2d(FRAME_CHANNELS + 3, r, 3, padding=1), nn.GELU(),
+                                        nn.Conv2d(r, r, 3, padding=1), nn.GELU(), nn.Conv2d(r, 3, 3, padding=1))
+            nn.init.zeros_(self.refine[-1].weight)
+            nn.init.zeros_(self.refine[-1].bias)
 
     @property
     def layers(self) -> int:
@@ -202,8 +229,17 @@ class STARNet(nn.Module):
     # -- one frame ---------------------------------------------------------------------------------------------------
     def forward(self, frame: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor | None = None,
                 ctx_valid: torch.Tensor | None = None) -> torch.Tensor:
-        """Velocity ``(B, H, W, 3)`` for frames ``frame (B, H, W, 14)`` (:func:`frame_input`) at flow times
-        ``t (B,)``, reading context slots ``ctx (B, S, layers, 2, L, dim)`` where ``ctx_valid (B, S)`` (bool)."""
+        """Velocity ``(B, H, W, 3)`` for frames ``frame (B, H, W, 18)`` (:func:`frame_input`) at flow times
+        ``t (B,)``, reading context slots ``ctx (B, S, layers, 2, L, dim)`` where ``ctx_valid (B, S)`` (bool).
+        The clean estimate it implies (``x_t - t v`` for ``t >= T_MIN``) is :meth:`clean`'s."""
+        x0 = self.clean(frame, t, ctx, ctx_valid)
+        tt = t.float().clamp(min=T_MIN).reshape(-1, 1, 1, 1)
+        return (frame[..., :3] - x0) / tt
+
+    def clean(self, frame: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor | None = None,
+              ctx_valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Clean-frame estimate ``(B, H, W, 3)``: the explicit completion (``frame[..., BASE]``) plus the predicted
+        residual (arguments as :meth:`forward`)."""
         b, h, w, _ = frame.shape
         tok = self.embed_frame(self._patchify(frame))
         d = tok.shape[-1]
@@ -220,7 +256,11 @@ class STARNet(nn.Module):
                 ck = ctx[:, :, i, 0].reshape(b, -1, d)
                 cv = ctx[:, :, i, 1].reshape(b, -1, d)
             tok, _, _ = block(tok + self.time_in[i](temb), ck, cv, cm)
-        return self._unpatchify(self.head(self.norm(tok)), h, w)
+        x0 = frame[..., BASE] + self._unpatchify(self.head(self.norm(tok)), h, w)
+        if self.refine is None:
+            return x0
+        fine = self.refine(torch.cat([frame, x0], -1).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return x0 + fine
 
     # -- a sequence (teacher forcing) ----------------------------------------------------------------------------------
     def forward_sequence(self, frames: torch.Tensor, t: torch.Tensor, clean: torch.Tensor,

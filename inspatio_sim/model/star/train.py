@@ -20,7 +20,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,17 @@ from inspatio_sim.errors import ConfigError
 from inspatio_sim.model.cache import plucker_rays
 from inspatio_sim.model.data import load_shard
 from inspatio_sim.model.star import checkpoint as ckpt
-from inspatio_sim.model.star.flow import Velocity, flow_loss, noised, pixel_weight, sample, sample_t
+from inspatio_sim.model.star.base import classical_base
+from inspatio_sim.model.star.flow import (
+    TIME_SAMPLINGS,
+    WEIGHTINGS,
+    Velocity,
+    flow_loss,
+    noised,
+    pixel_weight,
+    sample,
+    sample_t,
+)
 from inspatio_sim.model.star.inputs import reference_slots
 from inspatio_sim.model.star.jdmd import dmd_direction, jdmd_generator_loss
 from inspatio_sim.model.star.network import (
@@ -46,25 +56,31 @@ from inspatio_sim.model.star.network import (
     to_unit,
 )
 
+STAGES = ("teacher", "student", "all")
+
 
 @dataclass
 class TrainStarConfig:
     """``train.star``: the STAR training recipe (``inspatio-sim train star stage=...``)."""
 
-    stage: str = "teacher"  # teacher (flow matching) | student (JDMD distillation of the teacher)
+    stage: str = "teacher"  # teacher (flow matching) | student (JDMD distillation of the teacher) | all (both)
     data: str = "out/data/star"  # directory of `inspatio-sim data star` shards
     out: str = "out/star/star.pt"  # checkpoint written (teacher and student share the file; resumed when present)
-    iterations: int = 2000  # optimiser steps of the teacher stage
+    iterations: int = 6000  # optimiser steps of the teacher stage
     student_iterations: int = 300  # optimiser steps of the student stage
     batch: int = 4  # trajectories per step
     window: int = 4  # frames per trajectory per step (history runs through them)
-    lr: float = 3e-4  # AdamW learning rate (cosine decay to 10 %)
-    fake_lr: float = 3e-4  # learning rate of the JDMD fake model
+    lr: float = 3e-4  # AdamW learning rate of the teacher (cosine decay to 10 %)
+    student_lr: float = 3e-5  # learning rate of the student (fine-tuning the teacher's weights: its final rate)
+    fake_lr: float = 1e-4  # learning rate of the JDMD fake model
     weight_decay: float = 0.01  # AdamW weight decay
     hole_weight: float = 4.0  # loss weight of hole pixels against the render's own pixels
+    weighting: str = "x0"  # flow-matching time weighting: x0 (t^2: the clean estimate's error) | velocity (1)
+    time_sampling: str = "uniform"  # flow times drawn in training: uniform | logit_normal
     history: int = 2  # history slots M seen in training (the cache's model.cache.history_slots)
     student_steps: int = 4  # denoising steps of the student (1-4)
     lambda_real: float = 1.0  # weight of the joint real-data term of JDMD
+    dmd_normalise: bool = False  # divide the DMD gradient by mean|x - x0_real| (DMD's normaliser; see jdmd.py)
     seed: int = 0  # torch seed of the run
     save_every: int = 200  # iterations between checkpoints (and log lines)
     resume: bool = True  # continue from `out` when it holds this stage's state
@@ -75,17 +91,24 @@ class TrainStarConfig:
     net: NetConfig = field(default_factory=NetConfig)
 
     def validate(self) -> None:
-        if self.stage not in ("teacher", "student"):
-            raise ConfigError(f"train.star.stage must be teacher or student, got '{self.stage}'")
+        if self.stage not in STAGES:
+            raise ConfigError(f"train.star.stage must be one of {', '.join(STAGES)}, got '{self.stage}'")
         for key in ("iterations", "student_iterations", "batch", "window", "save_every", "student_steps",
                     "adapt_windows",
                     "adapt_window", "adapt_iterations", "adapt_size"):
             if int(getattr(self, key)) < 1:
                 raise ConfigError(f"train.star.{key} must be >= 1, got {getattr(self, key)}")
+        if self.time_sampling not in TIME_SAMPLINGS:
+            raise ConfigError(f"train.star.time_sampling must be one of {', '.join(TIME_SAMPLINGS)}, got "
+                              f"'{self.time_sampling}'")
+        if self.weighting not in WEIGHTINGS:
+            raise ConfigError(f"train.star.weighting must be one of {', '.join(WEIGHTINGS)}, got '{self.weighting}'")
         if not 1 <= int(self.student_steps) <= 4:
             raise ConfigError(f"train.star.student_steps must be 1-4, got {self.student_steps}")
-        if int(self.history) < 0 or not self.lr > 0 or not self.fake_lr > 0 or self.lambda_real < 0:
-            raise ConfigError("train.star: history >= 0, lr > 0, fake_lr > 0 and lambda_real >= 0 are required")
+        if (int(self.history) < 0 or not self.lr > 0 or not self.student_lr > 0 or not self.fake_lr > 0
+                or self.lambda_real < 0):
+            raise ConfigError("train.star: history >= 0, lr > 0, student_lr > 0, fake_lr > 0 and lambda_real >= 0 "
+                              "are required")
         self.net.validate()
 
     @property
@@ -102,6 +125,9 @@ class Episode:
         render_rgb: ``(E, T, H, W, 3)`` uint8; ``valid`` ``(E, T, H, W)`` bool; ``depth`` ``(E, T, H, W)`` metres.
         rays: ``(E, T, H, W, 6)`` Plücker coordinates; ``gt`` ``(E, T, H, W, 3)`` in [-1, 1].
         ref_index: ``(E, T, K)`` rows of ``refs`` (-1: empty); ``refs`` ``(N, H, W, 11)`` reference slot inputs.
+        base_rgb: ``(E, T, H, W, 3)`` uint8 explicit (classical) completion; ``base_depth`` ``(E, T, H, W)`` its
+            depth (metres, 0 = unknown); ``invented`` ``(E, T, H, W)`` bool, its inpainted pixels
+            (:func:`~inspatio_sim.model.star.base.classical_base`).
     """
 
     render_rgb: torch.Tensor
@@ -111,6 +137,9 @@ class Episode:
     gt: torch.Tensor
     ref_index: torch.Tensor
     refs: torch.Tensor
+    base_rgb: torch.Tensor
+    base_depth: torch.Tensor
+    invented: torch.Tensor
 
 
 def load_episodes(data_dir: str | Path, device: str | torch.device = "cpu", limit: int | None = None
@@ -133,7 +162,10 @@ def load_episodes(data_dir: str | Path, device: str | torch.device = "cpu", limi
 
 
 def episode_from_arrays(d: dict[str, np.ndarray], device: str | torch.device = "cpu") -> Episode:
-    """An :class:`Episode` from a shard's arrays (:func:`~inspatio_sim.model.data.load_shard`)."""
+    """An :class:`Episode` from a shard's arrays (:func:`~inspatio_sim.model.data.load_shard`); the explicit
+    completion is made here (:func:`~inspatio_sim.model.star.base.classical_base`) unless ``d`` carries it."""
+    if "base_rgb" not in d:
+        d = {**d, **classical_base(d)}
     e, t, h, w = d["render_valid"].shape
     K = torch.as_tensor(d["K"], dtype=torch.float32)
     poses = torch.as_tensor(d["poses"], dtype=torch.float32).reshape(e * t, 4, 4)
@@ -145,7 +177,10 @@ def episode_from_arrays(d: dict[str, np.ndarray], device: str | torch.device = "
                    valid=torch.as_tensor(d["render_valid"]).to(device),
                    depth=torch.as_tensor(d["render_depth"].astype(np.float32)).to(device), rays=rays.to(device),
                    gt=to_unit(torch.as_tensor(d["gt_rgb"])).to(device),
-                   ref_index=torch.as_tensor(d["ref_index"], dtype=torch.int64).to(device), refs=refs.to(device))
+                   ref_index=torch.as_tensor(d["ref_index"], dtype=torch.int64).to(device), refs=refs.to(device),
+                   base_rgb=torch.as_tensor(d["base_rgb"]).to(device),
+                   base_depth=torch.as_tensor(d["base_depth"], dtype=torch.float32).to(device),
+                   invented=torch.as_tensor(d["base_invented"]).to(device))
 
 
 def _batch(ep: Episode, batch: int, window: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -159,7 +194,8 @@ def _batch(ep: Episode, batch: int, window: int, gen: torch.Generator) -> dict[s
     dev = ep.valid.device
     r, s = r.to(dev), s.to(dev)
     return {"rgb": ep.render_rgb[r, s], "valid": ep.valid[r, s], "depth": ep.depth[r, s], "rays": ep.rays[r, s],
-            "gt": ep.gt[r, s], "ref_index": ep.ref_index[r, s]}
+            "gt": ep.gt[r, s], "ref_index": ep.ref_index[r, s], "base_rgb": ep.base_rgb[r, s],
+            "base_depth": ep.base_depth[r, s], "invented": ep.invented[r, s]}
 
 
 def _ref_context(net: STARNet, ep: Episode, ref_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,12 +207,15 @@ def _ref_context(net: STARNet, ep: Episode, ref_index: torch.Tensor) -> tuple[to
 
 
 def _cond(b: dict[str, torch.Tensor], i: int) -> tuple[torch.Tensor, ...]:
-    return b["rgb"][:, i], b["valid"][:, i], torch.where(b["valid"][:, i], b["depth"][:, i], 0.0), b["rays"][:, i]
+    """Conditioning of step ``i`` in :func:`~inspatio_sim.model.star.network.frame_input`'s order."""
+    return (b["rgb"][:, i], b["valid"][:, i], torch.where(b["valid"][:, i], b["depth"][:, i], 0.0), b["rays"][:, i],
+            b["base_rgb"][:, i], b["invented"][:, i])
 
 
 def _history_slot(x: torch.Tensor, b: dict[str, torch.Tensor], i: int) -> torch.Tensor:
-    """Slot input of a completed frame ``x (B, H, W, 3)`` at step ``i`` (render depth where it had some)."""
-    return slot_input(x, torch.where(b["valid"][:, i], b["depth"][:, i], 0.0), b["rays"][:, i])
+    """Slot input of a completed frame ``x (B, H, W, 3)`` at step ``i`` (with the explicit completion's depth, as
+    the completer pushes it at run time)."""
+    return slot_input(x, b["base_depth"][:, i], b["rays"][:, i])
 
 
 def teacher_loss(net: STARNet, ep: Episode, b: dict[str, torch.Tensor], cfg: TrainStarConfig,
@@ -187,14 +226,15 @@ def teacher_loss(net: STARNet, ep: Episode, b: dict[str, torch.Tensor], cfg: Tra
     clean = torch.stack([_history_slot(b["gt"][:, i], b, i) for i in range(steps)], 1)
     hist_kv = net.encode_slots(clean.reshape(bsz * steps, *clean.shape[2:]), SLOT_HISTORY)
     hist_kv = hist_kv.reshape(bsz, steps, *hist_kv.shape[1:])
-    t = sample_t((bsz, steps), gen).to(b["gt"].device)
+    t = sample_t((bsz, steps), gen, kind=cfg.time_sampling).to(b["gt"].device)
     eps = torch.randn(b["gt"].shape, generator=gen).to(b["gt"].device)
     total = b["gt"].new_zeros(())
     for i in range(steps):
         ctx, valid = history_context(hist_kv, i, cfg.history, ref_kv[:, i], ref_valid[:, i])
         x_t = noised(b["gt"][:, i], eps[:, i], t[:, i])
         v = net(frame_input(x_t, *_cond(b, i)), t[:, i], ctx, valid)
-        total = total + flow_loss(v, b["gt"][:, i], eps[:, i], b["valid"][:, i], cfg.hole_weight)
+        total = total + flow_loss(v, b["gt"][:, i], eps[:, i], b["valid"][:, i], cfg.hole_weight, t[:, i],
+                                  cfg.weighting)
     return total / steps
 
 
@@ -228,20 +268,20 @@ def student_losses(student: STARNet, teacher: STARNet, fake: STARNet, ep: Episod
 
         x = sample(_velocity(student, s_ctx, cond), b["gt"][:, i].shape, cfg.student_steps, dev, gens, grad_last=True)
         valid = b["valid"][:, i]
-        x = torch.where(valid[..., None], to_unit(b["rgb"][:, i]), x)  # the render's pixels pass through
-        t = sample_t((bsz,), gen).to(dev).clamp(0.02, 0.98)
+        t = sample_t((bsz,), gen, kind=cfg.time_sampling).to(dev).clamp(0.02, 0.98)
         eps = torch.randn(x.shape, generator=gen).to(dev)
-        g = dmd_direction(x, t, eps, _velocity(teacher, t_ctx, cond), _velocity(fake, f_ctx, cond))
+        g = dmd_direction(x, t, eps, _velocity(teacher, t_ctx, cond), _velocity(fake, f_ctx, cond),
+                          normalise=cfg.dmd_normalise)
         loss, parts = jdmd_generator_loss(x, g, b["gt"][:, i], pixel_weight(valid, cfg.hole_weight),
                                           cfg.lambda_real)
         g_total = g_total + loss
         for k in logs:
             logs[k] += parts[k] / steps
         xd = x.detach()
-        tf = sample_t((bsz,), gen).to(dev)
+        tf = sample_t((bsz,), gen, kind=cfg.time_sampling).to(dev)
         ef = torch.randn(x.shape, generator=gen).to(dev)
         f_total = f_total + flow_loss(fake(frame_input(noised(xd, ef, tf), *cond), tf, f_ctx[0], f_ctx[1]),
-                                      xd, ef, valid, cfg.hole_weight)
+                                      xd, ef, valid, cfg.hole_weight, tf, cfg.weighting)
         slot = _history_slot(xd, b, i)
         with torch.no_grad():
             hist["t"].append(teacher.encode_slots(slot, SLOT_HISTORY))
@@ -255,18 +295,34 @@ def _lr(cfg: TrainStarConfig, it: int, base: float) -> float:
     return base * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * it / max(cfg.total, 1))))
 
 
+def run_stages(cfg: TrainStarConfig, device: str = "cpu", progress: bool = True) -> list[dict[str, Any]]:
+    """``stage=teacher|student``: that stage; ``stage=all``: the teacher, then the student distilled from it, on
+    the data loaded once. Returns each stage's :func:`train` summary."""
+    cfg.validate()
+    if cfg.stage != "all":
+        return [train(cfg, device=device, progress=progress)]
+    episodes, sources = load_episodes(cfg.data, device)
+
+    return [train(replace(cfg, stage=stage), device=device, episodes=episodes, progress=progress, sources=sources)
+            for stage in ("teacher", "student")]
+
+
 def train(cfg: TrainStarConfig, device: str = "cpu", episodes: list[Episode] | None = None,
-          progress: bool = True, init: str | Path | None = None, from_student: bool = False) -> dict[str, Any]:
+          progress: bool = True, init: str | Path | None = None, from_student: bool = False,
+          sources: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Run one stage of the recipe; return a summary (losses first/last, minutes, checkpoint path).
 
-    ``episodes``: use these instead of loading ``cfg.data``; ``init``: the checkpoint the student starts from
-    (default: ``cfg.out``, which must hold the teacher); ``from_student``: start from ``init``'s student (and fake
-    model) rather than from copies of the teacher (fine-tuning).
+    ``episodes``: use these instead of loading ``cfg.data`` (``sources``: their shards' (preset, seed), recorded in
+    the checkpoint); ``init``: the checkpoint the student starts from (default: ``cfg.out``, which must hold the
+    teacher); ``from_student``: start from ``init``'s student (and fake model) rather than from copies of the teacher
+    (fine-tuning).
     """
     cfg.validate()
+    if cfg.stage not in ("teacher", "student"):
+        raise ConfigError(f"train(): one stage at a time (teacher or student), got '{cfg.stage}'; see run_stages")
     torch.manual_seed(int(cfg.seed))
     gen = torch.Generator().manual_seed(int(cfg.seed))
-    sources: list[dict[str, Any]] = []
+    sources = list(sources or [])
     if episodes is None:
         episodes, sources = load_episodes(cfg.data, device)
     out = Path(cfg.out)
@@ -296,7 +352,8 @@ def train(cfg: TrainStarConfig, device: str = "cpu", episodes: list[Episode] | N
             student, fake = _copy(teacher, device), _copy(teacher, device)
         train_nets = {"teacher": teacher, "student": student, "fake": fake}
         params = {"student": student.parameters(), "fake": fake.parameters()}
-    opts = {k: torch.optim.AdamW(p, lr=cfg.lr if k != "fake" else cfg.fake_lr, weight_decay=cfg.weight_decay)
+    rates = {"teacher": cfg.lr, "student": cfg.student_lr, "fake": cfg.fake_lr}
+    opts = {k: torch.optim.AdamW(p, lr=rates[k], weight_decay=cfg.weight_decay)
             for k, p in params.items()}
     if cfg.resume and key in extra:
         state = extra[key]
@@ -326,7 +383,7 @@ def train(cfg: TrainStarConfig, device: str = "cpu", episodes: list[Episode] | N
         else:
             for k in opts:
                 for g in opts[k].param_groups:
-                    g["lr"] = _lr(cfg, it, cfg.lr if k == "student" else cfg.fake_lr)
+                    g["lr"] = _lr(cfg, it, rates[k])
             g_loss, f_loss, parts = student_losses(student, teacher, fake, ep, b, cfg, gen)
             opts["student"].zero_grad(set_to_none=True)
             opts["fake"].zero_grad(set_to_none=True)
