@@ -19,9 +19,10 @@ The first term is DMD: its gradient with respect to ``x`` is exactly ``g``, whic
 term **joins** it with real data: frames of real video at their recorded poses, rendered from a World that did not
 use them, pulled toward the true frame ``x_real`` (``w``: the hole weight), so the student keeps the look of real
 footage instead of drifting toward what the teacher learnt from synthetic data. The fake model is trained
-meanwhile with the flow-matching loss on ``sg(x)``:
+meanwhile with the flow-matching loss on ``sg(x)`` (time weighting ``lambda(t)`` as the teacher's,
+:func:`~inspatio_sim.model.star.flow.flow_loss`):
 
-    L_fake = E_{t, eps} || v_fake(x_t, t | c) - (eps - sg(x)) ||^2
+    L_fake = E_{t, eps} lambda(t) || v_fake(x_t, t | c) - (eps - sg(x)) ||^2
 """
 
 from __future__ import annotations
