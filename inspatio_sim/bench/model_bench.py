@@ -27,6 +27,7 @@ camera per trajectory (:func:`~inspatio_sim.metrics.carry_poses`), so a global g
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import tempfile
@@ -49,7 +50,6 @@ from inspatio_sim.model import ModelConfig, ReferenceFrames, WritebackConfig
 from inspatio_sim.model.data import HELD_OUT
 from inspatio_sim.model.paths import revisit_loops, trajectories
 from inspatio_sim.model.star import checkpoint as star_ckpt
-from inspatio_sim.model.star.completer import StarConfig
 from inspatio_sim.oracle import Oracle
 from inspatio_sim.recon.sfm import CACHE_VERSION as RECON_CACHE_VERSION
 from inspatio_sim.render import RenderConfig
@@ -67,12 +67,16 @@ SPEED_COMPLETERS = ("none", "classical", "star4")
 """Completers timed at 64/128 pixels and B = 1/16."""
 
 
-def model_config(row: str, checkpoint: str = "", **kw: Any) -> ModelConfig:
-    """The :class:`ModelConfig` of a bench row (``none``, ``classical``, ``star1``, ``star4``, ``teacher``)."""
+def model_config(row: str, checkpoint: str = "", base: ModelConfig | None = None, **kw: Any) -> ModelConfig:
+    """The :class:`ModelConfig` of a bench row (``none``, ``classical``, ``star1``, ``star4``, ``teacher``): the
+    user's ``model.*`` settings (``base``; defaults when ``None``) with the row's completer, checkpoint, sampler and
+    steps, and the fields ``kw`` replaced."""
+    base = base or ModelConfig()
     if row in STAR_ROWS:
         sampler, steps = STAR_ROWS[row]
-        return ModelConfig(name="star", star=StarConfig(checkpoint=checkpoint, sampler=sampler, steps=steps), **kw)
-    return ModelConfig(name=row, **kw)
+        star = dataclasses.replace(base.star, checkpoint=checkpoint, sampler=sampler, steps=steps)
+        return dataclasses.replace(base, name="star", star=star, **kw)
+    return dataclasses.replace(base, name=row, **kw)
 
 
 def recon_path(preset: str, seed: int, frames: int, width: int, height: int, cfg: DictConfig) -> Path:
@@ -201,6 +205,7 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
     world_cfg = to_dataclass(WorldConfig, cfg.world, "world")
     h, w = height // 2, width // 2
     star_file = str(cfg.model.star.checkpoint or star_ckpt.DEFAULT)
+    user_model = to_dataclass(ModelConfig, cfg.model, "model")  # every row keeps the user's model.* settings
     star_nets = star_ckpt.load(star_file)[0]  # a missing or bad checkpoint stops here with one clear line
     rows_run = [m for m in COMPLETERS if m not in STAR_ROWS or STAR_ROWS[m][0] in star_nets]
     acc: dict[str, dict[str, list[Any]]] = {m: {"frame": [], "ssim": [], "hole_se": [], "flicker": [], "rev": [],
@@ -236,7 +241,7 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
                       unit="completer"):
             base = "star4" if m == "star4_adapted" else m
             ck = str(adapted) if m == "star4_adapted" else star_file
-            sim = _simulator(world, refs, n_traj, h, w, Krec, model_config(base, ck), render_cfg)
+            sim = _simulator(world, refs, n_traj, h, w, Krec, model_config(base, ck, user_model), render_cfg)
             rgb, valid = _rollout(sim, traj_rec, times)
             if not strips:
                 strips["ground truth"] = gt_rgb[0]
@@ -251,10 +256,10 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
             a["flicker"].append(flicker(rgb, hole, gt_depth, gt_dyn, traj, K))
             if m == "star4_adapted":
                 continue
-            loop_sim = _simulator(world, refs, n_loops, h, w, Krec, model_config(m, ck), render_cfg)
+            loop_sim = _simulator(world, refs, n_loops, h, w, Krec, model_config(m, ck, user_model), render_cfg)
             a["rev"].append(_revisit_psnr(_rollout(loop_sim, loops_rec, loop_times)[0], loop_dyn))
             if m != "none":
-                nowb = model_config(m, ck, writeback=WritebackConfig(scope="off"))
+                nowb = model_config(m, ck, user_model, writeback=WritebackConfig(scope="off"))
                 loop_sim = _simulator(world, refs, n_loops, h, w, Krec, nowb, render_cfg)
                 loop_rgb = _rollout(loop_sim, loops_rec, loop_times)[0]
                 a["rev_nowb"].append(_revisit_psnr(loop_rgb, loop_dyn))
@@ -284,13 +289,14 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
             metrics[f"revisit_len_below_30_{m}_no_writeback"] = float(min(below) if below else max(by_len) + 2)
             revisit_table[m] = by_len
     assert sim_for_speed is not None
-    metrics.update(_speed(*sim_for_speed, render_cfg, device, quick, star_file))
+    metrics.update(_speed(*sim_for_speed, render_cfg, device, quick, star_file, user_model))
     meta = star_ckpt.load(star_file)[1]
     metrics["train_minutes_default"] = float(meta.get("teacher_minutes", 0.0)) + float(meta.get("student_minutes", 0.0))
     rows = [[k, v] for k, v in metrics.items()]
     config = {"quick": quick, "device": device, "scenes": [list(s) for s in scenes], "frames": frames,
               "video": [width, height], "eval_resolution": [w, h], "trajectories": n_traj, "steps": steps,
-              "revisit_loops": n_loops, "revisit_loop_steps": 2 * half, "revisit_max_len": 2 * half}
+              "revisit_loops": n_loops, "revisit_loop_steps": 2 * half, "revisit_max_len": 2 * half,
+              "model": {k: v for k, v in dataclasses.asdict(user_model).items() if k != "name"}}
     gaps = sorted({g for t in revisit_table.values() for g in t})
     revisit_rows = [[m, *[f"{t[g]:.1f}" for g in gaps]] for m, t in revisit_table.items()]
     notes = [f"Worlds reconstructed from the held-out oracle videos {', '.join(f'{p}-{s}' for p, s in scenes)} "
@@ -352,7 +358,7 @@ def _pooled_psnr(parts: list[tuple[float, int]]) -> float:
 
 
 def _speed(world: World, refs: ReferenceFrames, K: np.ndarray, render_cfg: RenderConfig, device: str, quick: bool,
-           star_file: str = "") -> dict[str, float]:
+           star_file: str = "", user_model: ModelConfig | None = None) -> dict[str, float]:
     """Step + observe latency and frames/s per completer at 64 and 128 pixels, B = 1 and 16; memory per agent."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     cases: dict[object, tuple[Any, int]] = {}
@@ -362,7 +368,7 @@ def _speed(world: World, refs: ReferenceFrames, K: np.ndarray, render_cfg: Rende
             for b in (1, 16):
                 sim = Simulator(world, b, control=ESCMConfig(action_model="ground"), render=render_cfg,
                                 camera=CameraConfig(width=res, height=res, hfov_deg=90.0),
-                                model=model_config(m, star_file),
+                                model=model_config(m, star_file, user_model),
                                 references=refs)
                 rngs = [np.random.default_rng(i) for i in range(b)]
                 sim.reset(None, rngs)

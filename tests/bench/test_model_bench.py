@@ -3,8 +3,9 @@ inconsistency; revisit PSNR is capped for identical frames."""
 
 import numpy as np
 
-from inspatio_sim.bench.model_bench import REVISIT_CAP_DB, _revisit_psnr, flicker, revisit_by_length
+from inspatio_sim.bench.model_bench import REVISIT_CAP_DB, _revisit_psnr, flicker, model_config, revisit_by_length
 from inspatio_sim.conventions import intrinsics_from_fov
+from inspatio_sim.model import ModelConfig, WritebackConfig
 from tests.model.scenes import camera, view
 
 H, W = 48, 64
@@ -54,6 +55,17 @@ def test_revisit_by_length_pairs_each_pose_with_its_return():
     drift[0, 4] = np.clip(drift[0, 4].astype(int) + 60, 0, 255).astype(np.uint8)  # the long gap forgot the place
     by_len = revisit_by_length(drift, dyn)
     assert by_len[2] == REVISIT_CAP_DB and by_len[4] < 30.0
+
+
+def test_every_row_keeps_the_users_model_settings():
+    user = ModelConfig()
+    user.star.refine, user.classical.inpaint, user.cache.ref_slots = "holes", "ns", 3
+    star4 = model_config("star4", "x.pt", user)
+    assert (star4.name, star4.star.sampler, star4.star.steps, star4.star.checkpoint) == ("star", "student", 4, "x.pt")
+    assert star4.star.refine == "holes" and star4.classical.inpaint == "ns" and star4.cache.ref_slots == 3
+    classical = model_config("classical", "", user, writeback=WritebackConfig(scope="off"))
+    assert classical.name == "classical" and classical.classical.inpaint == "ns" and classical.writeback.scope == "off"
+    assert user.name == "none" and user.writeback.scope != "off"  # the user's config is not changed
 
 
 def test_degrade_match_scores_the_exact_scene_perfectly_and_the_degraded_one_worse():
