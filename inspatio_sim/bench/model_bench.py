@@ -205,7 +205,7 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
     world_cfg = to_dataclass(WorldConfig, cfg.world, "world")
     h, w = height // 2, width // 2
     star_file = str(cfg.model.star.checkpoint or star_ckpt.DEFAULT)
-    user_model = to_dataclass(ModelConfig, cfg.model, "model")  # every row keeps the user's model.* settings
+    user_model: ModelConfig = OmegaConf.to_object(cfg.model)  # every row keeps the user's model.* settings
     star_nets = star_ckpt.load(star_file)[0]  # a missing or bad checkpoint stops here with one clear line
     rows_run = [m for m in COMPLETERS if m not in STAR_ROWS or STAR_ROWS[m][0] in star_nets]
     acc: dict[str, dict[str, list[Any]]] = {m: {"frame": [], "ssim": [], "hole_se": [], "flicker": [], "rev": [],
