@@ -160,7 +160,7 @@ def _cmd_data(args: argparse.Namespace, cfg: DictConfig) -> int:
     out = check_output_path(args.output, "dir", what="-o")
     t0 = time.perf_counter()
     index = generate(OmegaConf.to_object(cfg.data), out, to_dataclass(WorldConfig, cfg.world, "world"),
-                     to_dataclass(RenderConfig, cfg.render, "render"))
+                     to_dataclass(RenderConfig, cfg.render, "render"), recon_cfg=cfg.recon)
     print(f"wrote the {args.kind} training data in {time.perf_counter() - t0:.0f} s: {index}")
     return 0
 

@@ -10,9 +10,11 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from inspatio_sim.scene import SCENE_FORMAT_VERSION, Scene, scene_file
@@ -57,3 +59,43 @@ def load_scene(scene_cfg: DictConfig | dict[str, Any], progress: bool = True) ->
     if node.get("path"):
         return Scene.load(node["path"])
     return oracle_scene(node["oracle"], progress=progress)
+
+
+def oracle_reconstruction_path(preset: str, seed: int, frames: int, width: int, height: int,
+                               recon: DictConfig) -> Path:
+    """Where the reconstruction of an oracle scene's video is cached: keyed by the scene, the reconstruction
+    settings (``recon`` node) and the pipeline's cache version (a changed pipeline reconstructs again)."""
+    from inspatio_sim.recon.sfm import CACHE_VERSION
+
+    key = hashlib.sha1(f"{OmegaConf.to_yaml(recon)}{CACHE_VERSION}".encode()).hexdigest()[:10]
+    return cache_dir() / "oracle-recon" / f"{preset}-{seed}-{frames}x{width}x{height}-{key}"
+
+
+def reconstructed_oracle(preset: str, seed: int, frames: int, width: int, height: int, recon: DictConfig,
+                         device: str = "cpu", progress: bool = True) -> tuple[Scene, Scene, np.ndarray]:
+    """An oracle scene's video (``frames`` at ``width x height``, 70° horizontal field of view, 15 fps) run through
+    ``inspatio-sim reconstruct``'s pipeline as a user's clip would be (cached on disk,
+    :func:`oracle_reconstruction_path`).
+
+    Returns:
+        The exact oracle Scene, its reconstruction (the reconstruction's own frame and scale) and ``(N_rec,)``
+        indices of the reconstruction's frames into the oracle Scene.
+    """
+    from inspatio_sim.recon.pipeline import reconstruct
+    from inspatio_sim.video_io import write_video
+
+    oracle = {"preset": preset, "seed": int(seed), "num_frames": int(frames), "width": int(width),
+              "height": int(height), "hfov_deg": 70.0, "fps": 15.0, "supersample": 3}
+    gt = oracle_scene(oracle, progress=False)
+    path = oracle_reconstruction_path(preset, seed, frames, width, height, recon)
+    if scene_file(path).exists():
+        rec = Scene.load(path)
+    else:
+        recon_cfg = OmegaConf.to_container(recon, resolve=True)
+        recon_cfg["camera_height"] = float(np.median(gt.poses[:, 2, 3]))  # metric scale, as a user states it
+        with tempfile.TemporaryDirectory(prefix="inspatio-oracle-recon-") as tmp:
+            video = write_video(gt.frames, Path(tmp) / "clip.mp4", gt.meta.fps)
+            rec, _ = reconstruct(video, Path(tmp) / "out", recon_cfg, device=device, force=True, progress=progress)
+        rec.save(path)
+    index = np.array([int(np.argmin(np.abs(gt.timestamps - gt.timestamps[0] - t))) for t in rec.timestamps])
+    return gt, rec, index

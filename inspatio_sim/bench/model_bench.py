@@ -28,9 +28,7 @@ camera per trajectory (:func:`~inspatio_sim.metrics.carry_poses`), so a global g
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -45,16 +43,15 @@ from inspatio_sim.bench.timing import interleaved_rates
 from inspatio_sim.config import to_dataclass
 from inspatio_sim.control import ESCMConfig
 from inspatio_sim.conventions import scale_intrinsics
-from inspatio_sim.metrics import carry_poses, psnr, ssim, trajectory_errors
+from inspatio_sim.metrics import psnr, ssim, trajectory_errors
 from inspatio_sim.model import ModelConfig, ReferenceFrames, WritebackConfig
 from inspatio_sim.model.data import HELD_OUT
-from inspatio_sim.model.paths import revisit_loops, trajectories
+from inspatio_sim.model.paths import carry_trajectories, revisit_loops, trajectories
 from inspatio_sim.model.star import checkpoint as star_ckpt
 from inspatio_sim.oracle import Oracle
-from inspatio_sim.recon.sfm import CACHE_VERSION as RECON_CACHE_VERSION
 from inspatio_sim.render import RenderConfig
-from inspatio_sim.scene import Scene, scene_file
-from inspatio_sim.scene_source import cache_dir, oracle_scene
+from inspatio_sim.scene import Scene
+from inspatio_sim.scene_source import oracle_reconstruction_path, reconstructed_oracle
 from inspatio_sim.simulator import CameraConfig, Simulator
 from inspatio_sim.video_io import write_video
 from inspatio_sim.world import World, WorldConfig, build_world
@@ -77,47 +74,6 @@ def model_config(row: str, checkpoint: str = "", base: ModelConfig | None = None
         star = dataclasses.replace(base.star, checkpoint=checkpoint, sampler=sampler, steps=steps)
         return dataclasses.replace(base, name="star", star=star, **kw)
     return dataclasses.replace(base, name=row, **kw)
-
-
-def recon_path(preset: str, seed: int, frames: int, width: int, height: int, cfg: DictConfig) -> Path:
-    """Where the held-out reconstruction is cached: keyed by the reconstruction settings and the pipeline's cache
-    version (a changed pipeline reconstructs again)."""
-    recon_key = hashlib.sha1(f"{OmegaConf.to_yaml(cfg.recon)}{RECON_CACHE_VERSION}".encode()).hexdigest()[:10]
-    return cache_dir() / "bench-model" / f"{preset}-{seed}-{frames}x{width}x{height}-{recon_key}"
-
-
-def reconstructed(preset: str, seed: int, frames: int, width: int, height: int, cfg: DictConfig, device: str
-                  ) -> tuple[Scene, Scene, np.ndarray]:
-    """The oracle Scene and its reconstruction from the rendered mp4 (cached), and the reconstruction's frame
-    indices into the oracle Scene."""
-    from inspatio_sim.recon.pipeline import reconstruct
-
-    oracle_cfg = {"preset": preset, "seed": seed, "num_frames": frames, "width": width, "height": height,
-                  "hfov_deg": 70.0, "fps": 15.0, "supersample": 3}
-    gt = oracle_scene(oracle_cfg, progress=False)
-    path = recon_path(preset, seed, frames, width, height, cfg)
-    if scene_file(path).exists():
-        rec = Scene.load(path)
-    else:
-        recon_cfg = OmegaConf.to_container(cfg.recon, resolve=True)
-        recon_cfg["camera_height"] = float(np.median(gt.poses[:, 2, 3]))
-        with tempfile.TemporaryDirectory(prefix="inspatio-bench-model-") as tmp:
-            video = write_video(gt.frames, Path(tmp) / "clip.mp4", gt.meta.fps)
-            rec, _ = reconstruct(video, Path(tmp) / "out", recon_cfg, device=device, force=True, progress=True)
-        rec.save(path)
-    index = np.array([int(np.argmin(np.abs(gt.timestamps - gt.timestamps[0] - t))) for t in rec.timestamps])
-    return gt, rec, index
-
-
-def _carry(traj: np.ndarray, gt: Scene, rec: Scene, index: np.ndarray, scale: float) -> np.ndarray:
-    """Trajectories ``(N, T, 4, 4)`` from the oracle frame into the reconstruction's, each relative to the recorded
-    camera nearest to its first pose (one anchor per trajectory: no jumps between anchors along it)."""
-    ref, target = gt.poses[index], rec.poses
-    out = np.empty_like(traj)
-    for n, poses in enumerate(traj):
-        k = int(np.argmin(np.linalg.norm(ref[:, :3, 3] - poses[0, :3, 3], axis=1)))
-        out[n] = carry_poses(poses, ref[k:k + 1], target[k:k + 1], scale)
-    return out
 
 
 def _simulator(world: World, refs: ReferenceFrames | None, b: int, h: int, w: int, K: np.ndarray, model: ModelConfig,
@@ -215,7 +171,7 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
     match: list[dict[str, float]] = []
     sim_for_speed: tuple[World, ReferenceFrames, np.ndarray] | None = None
     for preset, seed in scenes:
-        gt, rec, index = reconstructed(preset, seed, frames, width, height, cfg, device)
+        gt, rec, index = reconstructed_oracle(preset, seed, frames, width, height, cfg.recon, device)
         scale = trajectory_errors(rec.poses, gt.poses[index])["sim3_scale"]
         world = build_world(rec, world_cfg, device=device, progress=False)
         refs = ReferenceFrames.from_scene(rec, device=device, min_confidence=world_cfg.min_confidence)
@@ -233,7 +189,8 @@ def run(cfg: DictConfig, quick: bool, device: str, out_dir: str) -> dict[str, fl
         gt_depth = truth.depth.reshape(n_traj, steps, h, w)
         gt_dyn = truth.dynamic.reshape(n_traj, steps, h, w)
         loop_dyn = loop_truth.dynamic.reshape(n_loops, -1, h, w)
-        traj_rec, loops_rec = _carry(traj, gt, rec, index, scale), _carry(loops, gt, rec, index, scale)
+        traj_rec = carry_trajectories(traj, gt, rec, index, scale)
+        loops_rec = carry_trajectories(loops, gt, rec, index, scale)
         adapted = None
         if "star4" in rows_run:
             adapted = _adapted_checkpoint(rec, preset, seed, frames, width, height, cfg, star_file, device)
@@ -338,7 +295,7 @@ def _adapted_checkpoint(rec: Scene, preset: str, seed: int, frames: int, width: 
     it and made again when the base checkpoint changes); ``None`` when the checkpoint has no student."""
     from inspatio_sim.model.star.adapt import adapt
 
-    root = recon_path(preset, seed, frames, width, height, cfg)
+    root = oracle_reconstruction_path(preset, seed, frames, width, height, cfg.recon)
     out = root / star_ckpt.ADAPTED_NAME
     stamp = root / "star_adapted.base"
     base = f"{Path(star_file).resolve()} {Path(star_file).stat().st_mtime_ns}"
@@ -432,7 +389,7 @@ def _degrade_match(gt: Scene, rec: Scene, index: np.ndarray, world: World, traj:
     out["match_depth_absrel_degraded"] = depth_absrel(np.where(dstatic, degraded.depth, 0.0),
                                                       np.where(dstatic, gt.depth, 0.0))
     n, _, h, w = gt_rgb.shape[:4]
-    worlds = {"recon": (world, _carry(traj, gt, rec, index, scale), scale_intrinsics(rec.K, w / rec.width,
+    worlds = {"recon": (world, carry_trajectories(traj, gt, rec, index, scale), scale_intrinsics(rec.K, w / rec.width,
                                                                                       h / rec.height)),
               "degraded": (build_world(degraded, world_cfg, device=world.device, progress=False), traj, K)}
     for name, (wld, poses, Kw) in worlds.items():

@@ -27,7 +27,7 @@ import torch
 from inspatio_sim.camera import pixel_rays
 from inspatio_sim.errors import ConfigError
 from inspatio_sim.model.cache import CacheSlots
-from inspatio_sim.model.warp import fill_depth, lookup
+from inspatio_sim.model.warp import depth_hypotheses, lookup
 from inspatio_sim.render import RenderOutput
 
 SOURCE_RENDER, SOURCE_HISTORY, SOURCE_REFERENCE, SOURCE_INPAINT, SOURCE_WRITEBACK = 0, 1, 2, 3, 4
@@ -101,7 +101,7 @@ class ClassicalCompleter:
             return Completion(frame.rgb, frame.depth, hole, source)
         known = frame.valid & (frame.depth > 0)
         bi, vi, ui = hole.nonzero(as_tuple=True)  # the work is proportional to the holes, not to the image
-        hyps = [fill_depth(frame.depth, known, mode)[bi, vi, ui] for mode in ("smooth", "far", "near")]
+        hyps = depth_hypotheses(frame.depth, known)[:, bi, vi, ui]  # (3, N): smooth, far, near
         rays = pixel_rays(K.float(), h, w)[vi, ui]  # (N, 3) camera frame, z = 1
         R, t = poses[bi, :3, :3].float(), poses[bi, :3, 3].float()
         centres = poses[:, :3, 3].float()
@@ -109,19 +109,25 @@ class ClassicalCompleter:
         best = _Best(n, hyps[0], dev)
         tol = float(self.config.depth_tolerance)
         refs = slots.ref_frames
+        # every hypothesis is looked up in one call per source (3N points), then offered hypothesis by hypothesis
+        points = ((R @ (rays * hyps[..., None])[..., None])[..., 0] + t).reshape(-1, 3)
+        b3 = bi.repeat(len(hyps))
+        use_history = self.config.use_history and slots.hist_index.shape[1] > 0
+        hist_all = (lookup(points, b3, centres, slots.hist_rgb_store, slots.hist_depth_store, slots.hist_index,
+                           slots.hist_pose, K.float()) if use_history else None)
+        ref_all = lookup(points, b3, centres, refs.rgb, refs.depth, slots.ref_index.clamp(min=0), slots.ref_pose,
+                         refs.K)
         for hyp, d in enumerate(hyps):
-            points = (R @ (rays * d[:, None])[..., None])[..., 0] + t
+            part = slice(hyp * n, (hyp + 1) * n)
             has_depth = (d > 0)[:, None]
-            if self.config.use_history and slots.hist_index.shape[1] > 0:
-                found = lookup(points, bi, centres, slots.hist_rgb_store, slots.hist_depth_store, slots.hist_index,
-                               slots.hist_pose, K.float())
+            if hist_all is not None:
+                found = hist_all.part(part)
                 residual = (found.depth - found.z).abs() / (tol * found.z.clamp(min=1e-6))
                 ok = found.inside & (found.depth > 0) & (residual <= 1) & slots.hist_valid[bi] & has_depth
                 best.offer(torch.where(ok, 2.5 + 0.5 * found.cos - residual, _NEG), found.rgb, d, SOURCE_HISTORY)
             # the reference frames: a depth hypothesis is as good as the frames that see the point agree on it (their
             # depth where they have one, their colour always); the colour is their weighted mean
-            found = lookup(points, bi, centres, refs.rgb, refs.depth, slots.ref_index.clamp(min=0), slots.ref_pose,
-                           refs.K)
+            found = ref_all.part(part)
             residual = (found.depth - found.z).abs() / (tol * found.z.clamp(min=1e-6))
             sees = found.inside & slots.ref_valid[bi] & has_depth
             agree = sees & (found.depth > 0) & (residual <= 1)

@@ -36,6 +36,8 @@ from inspatio_sim.scene import Scene
 HELD_OUT: tuple[tuple[str, int], ...] = (("room", 101), ("plain", 101), ("courtyard", 101))
 """Oracle scenes (preset, seed) reserved for ``bench model``: never written as training data."""
 SHARD_VERSION = 1
+WORLDS = ("degraded", "reconstructed")
+"""``data.world``: how a shard's World is made from its oracle scene."""
 _ARRAYS = ("render_rgb", "render_depth", "render_valid", "gt_rgb", "poses", "times", "ref_index", "K", "ref_rgb",
            "ref_depth", "ref_poses", "ref_K", "ref_times")
 
@@ -55,6 +57,8 @@ class DegradeConfig:
 class DataConfig:
     """Training-data settings (hydra node ``data``)."""
 
+    world: str = "degraded"  # degraded: the exact Scene degraded (data.degrade) | reconstructed: the oracle video
+    # run through `inspatio-sim reconstruct`'s pipeline (recon.*), as the benchmark's Worlds are (about 1 min a scene)
     presets: list[str] = field(default_factory=lambda: ["room", "courtyard", "plain"])  # oracle presets of the scenes
     seeds: list[int] = field(default_factory=lambda: list(range(8)))  # oracle seeds per preset (held-out ones refused)
     examples: int = 16  # trajectories per scene
@@ -74,6 +78,8 @@ class DataConfig:
         held = [(p, s) for p in self.presets for s in self.seeds if (p, int(s)) in HELD_OUT]
         if held:
             raise ConfigError(f"data: {held} are the benchmark's held-out scenes; choose other data.seeds")
+        if self.world not in WORLDS:
+            raise ConfigError(f"data.world must be one of {', '.join(WORLDS)}, got '{self.world}'")
         if not self.presets or not self.seeds:
             raise ConfigError("data.presets and data.seeds must not be empty")
         for key in ("examples", "steps", "width", "height", "scene_frames", "scene_width", "scene_height"):
@@ -107,28 +113,50 @@ def degrade(scene: Scene, cfg: DegradeConfig, rng: np.random.Generator) -> Scene
                  confidence=keep.astype(np.float32), dynamic_mask=scene.dynamic_mask, meta=scene.meta)
 
 
-def make_shard(preset: str, seed: int, cfg: DataConfig, world_cfg: Any, render_cfg: Any) -> dict[str, np.ndarray]:
-    """All examples of one oracle scene (see the module docstring for the arrays)."""
-    from inspatio_sim.control import ESCMConfig
+def make_shard(preset: str, seed: int, cfg: DataConfig, world_cfg: Any, render_cfg: Any, recon_cfg: Any = None
+               ) -> dict[str, np.ndarray]:
+    """All examples of one oracle scene (see the module docstring for the arrays); ``recon_cfg`` (the ``recon``
+    node) is needed for ``data.world=reconstructed``. Trajectories are drawn in the oracle's frame (its render is
+    the ground truth) and carried into the reconstruction's frame for everything the model reads."""
     from inspatio_sim.conventions import intrinsics_from_fov
-    from inspatio_sim.model.cache import CacheConfig, SpatiotemporalCache
-    from inspatio_sim.model.paths import trajectories
+    from inspatio_sim.metrics import trajectory_errors
+    from inspatio_sim.model.paths import carry_trajectories, trajectories
     from inspatio_sim.model.references import ReferenceFrames
     from inspatio_sim.oracle import Oracle
-    from inspatio_sim.simulator import CameraConfig, Simulator
+    from inspatio_sim.scene_source import reconstructed_oracle
     from inspatio_sim.world import build_world
 
     rng = np.random.default_rng([zlib.crc32(preset.encode()), seed])
+    if cfg.world == "reconstructed":
+        if recon_cfg is None:
+            raise ConfigError("data.world=reconstructed needs the recon settings (make_shard(..., recon_cfg=))")
+        exact, scene, index = reconstructed_oracle(preset, seed, cfg.scene_frames, cfg.scene_width,
+                                                   cfg.scene_height, recon_cfg, progress=False)
+        scale = trajectory_errors(scene.poses, exact.poses[index])["sim3_scale"]
     with Oracle(preset, seed) as oracle:
-        exact = oracle.make_scene(num_frames=cfg.scene_frames, width=cfg.scene_width, height=cfg.scene_height,
-                                  progress=False)
-        scene = degrade(exact, cfg.degrade, rng)
-        world = build_world(scene, world_cfg)
-        refs = ReferenceFrames.from_scene(scene, min_confidence=world.config.min_confidence)
+        if cfg.world == "degraded":
+            exact = oracle.make_scene(num_frames=cfg.scene_frames, width=cfg.scene_width, height=cfg.scene_height,
+                                      progress=False)
+            scene = degrade(exact, cfg.degrade, rng)
         traj, times = trajectories(exact, oracle, cfg.examples, cfg.steps, rng, offsets=(cfg.min_offset,
                                    cfg.max_offset), max_turn_deg=cfg.max_turn_deg)
         K = intrinsics_from_fov(cfg.width, cfg.height, cfg.hfov_deg)
         truth = oracle.render(traj.reshape(-1, 4, 4), times.reshape(-1), K, cfg.width, cfg.height, supersample=3)
+    if cfg.world == "reconstructed":
+        traj = carry_trajectories(traj, exact, scene, index, scale)
+    world = build_world(scene, world_cfg, progress=False)
+    refs = ReferenceFrames.from_scene(scene, min_confidence=world.config.min_confidence)
+    return _examples(cfg, world, refs, scene, traj, times, K, truth.rgb, render_cfg)
+
+
+def _examples(cfg: DataConfig, world: Any, refs: Any, scene: Scene, traj: np.ndarray, times: np.ndarray,
+              K: np.ndarray, truth: np.ndarray, render_cfg: Any) -> dict[str, np.ndarray]:
+    """A shard's arrays: trajectories ``traj (E, T, 4, 4)`` (the World's frame) at ``times (E, T)`` rendered and
+    cached through a Simulator on ``world``, with the oracle's frames ``truth (E * T, H, W, 3)``."""
+    from inspatio_sim.control import ESCMConfig
+    from inspatio_sim.model.cache import CacheConfig, SpatiotemporalCache
+    from inspatio_sim.simulator import CameraConfig, Simulator
+
     sim = Simulator(world, cfg.examples, control=ESCMConfig(action_model="fly"), render=render_cfg,
                     camera=CameraConfig(width=cfg.width, height=cfg.height, hfov_deg=cfg.hfov_deg))
     cache = SpatiotemporalCache(refs, cfg.examples, cfg.height, cfg.width, CacheConfig())
@@ -148,7 +176,7 @@ def make_shard(preset: str, seed: int, cfg: DataConfig, world_cfg: Any, render_c
     shape = (cfg.examples, cfg.steps)
     return {
         **{k: np.stack(v, 1) for k, v in out.items()},
-        "gt_rgb": truth.rgb.reshape(*shape, cfg.height, cfg.width, 3), "poses": traj.astype(np.float32),
+        "gt_rgb": truth.reshape(*shape, cfg.height, cfg.width, 3), "poses": traj.astype(np.float32),
         "times": times, "K": K, "ref_rgb": scene.frames, "ref_depth": refs.depth.numpy().astype(np.float16),
         "ref_poses": scene.poses.astype(np.float32), "ref_K": scene.K, "ref_times": scene.timestamps,
     }
@@ -198,13 +226,20 @@ def load_shard(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]
     return data, meta
 
 
-def generate(cfg: DataConfig, out_dir: str | Path, world_cfg: Any, render_cfg: Any) -> Path:
-    """Write every shard of ``cfg`` into ``out_dir`` (existing shards are kept: resume); return the index path."""
+def generate(cfg: DataConfig, out_dir: str | Path, world_cfg: Any, render_cfg: Any, recon_cfg: Any = None) -> Path:
+    """Write every shard of ``cfg`` into ``out_dir`` (existing shards are kept: resume); return the index path.
+    ``recon_cfg``: the ``recon`` node (``data.world=reconstructed``; its settings are recorded in the index)."""
     cfg.validate()
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     scenes = [(p, int(s)) for p in cfg.presets for s in cfg.seeds]
-    settings = {**asdict(cfg), "world": asdict(world_cfg), "render": asdict(render_cfg)}
+    if cfg.world == "reconstructed" and recon_cfg is None:
+        raise ConfigError("data.world=reconstructed needs the recon settings (generate(..., recon_cfg=))")
+    settings = {**asdict(cfg), "world_config": asdict(world_cfg), "render": asdict(render_cfg)}
+    if cfg.world == "reconstructed":
+        from omegaconf import OmegaConf
+
+        settings["recon"] = OmegaConf.to_container(OmegaConf.create(recon_cfg), resolve=True)
     index_path = root / "index.json"
     if index_path.exists():
         previous = json.loads(index_path.read_text()).get("settings")
@@ -214,7 +249,8 @@ def generate(cfg: DataConfig, out_dir: str | Path, world_cfg: Any, render_cfg: A
     for preset, seed in tqdm(scenes, desc="data star", unit="scene"):
         path = shard_path(root, preset, seed)
         if not path.exists():
-            save_shard(path, make_shard(preset, seed, cfg, world_cfg, render_cfg), {"preset": preset, "seed": seed})
+            save_shard(path, make_shard(preset, seed, cfg, world_cfg, render_cfg, recon_cfg),
+                       {"preset": preset, "seed": seed})
         done.append({"file": path.name, "preset": preset, "seed": seed})
     index = {"version": SHARD_VERSION, "settings": settings, "shards": done,
              "held_out": [list(h) for h in HELD_OUT]}

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from inspatio_sim.errors import WorldError
+from inspatio_sim.metrics import carry_poses
 from inspatio_sim.oracle import Oracle
 from inspatio_sim.scene import Scene
 
@@ -84,3 +85,18 @@ def revisit_loops(gt: Scene, oracle: Oracle, count: int, half: int, rng: np.rand
         return np.stack(out + out[-2::-1])
 
     return _sample_clear(gt, oracle, count, rng, "revisit loop", make)
+
+
+def carry_trajectories(traj: np.ndarray, gt: Scene, rec: Scene, index: np.ndarray, scale: float) -> np.ndarray:
+    """Trajectories ``(N, T, 4, 4)`` from the oracle frame into a reconstruction's, each relative to the recorded
+    camera nearest to its first pose (one anchor per trajectory: no jumps between anchors along it).
+
+    ``index (N_rec,)``: the reconstruction's frames in ``gt``; ``scale``: metres of the oracle frame per
+    reconstruction unit (the path's Sim(3) scale).
+    """
+    ref, target = gt.poses[index], rec.poses
+    out = np.empty_like(traj)
+    for n, poses in enumerate(traj):
+        k = int(np.argmin(np.linalg.norm(ref[:, :3, 3] - poses[0, :3, 3], axis=1)))
+        out[n] = carry_poses(poses, ref[k:k + 1], target[k:k + 1], scale)
+    return out

@@ -42,6 +42,11 @@ class Lookup:
     inside: torch.Tensor
     cos: torch.Tensor
 
+    def part(self, rows: slice) -> Lookup:
+        """The lookups of the points ``rows``."""
+        return Lookup(rgb=self.rgb[rows], depth=self.depth[rows], z=self.z[rows], inside=self.inside[rows],
+                      cos=self.cos[rows])
+
 
 def lookup(points: torch.Tensor, batch: torch.Tensor, target_centres: torch.Tensor, rgb: torch.Tensor,
            depth: torch.Tensor, image_index: torch.Tensor, poses: torch.Tensor, K: torch.Tensor,
@@ -130,26 +135,68 @@ def _fill_smooth(depth: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
 
 
 def _fill_extreme(depth: torch.Tensor, known: torch.Tensor, farthest: bool) -> torch.Tensor:
+    far, near = _fill_extremes(depth, known)
+    return far if farthest else near
+
+
+def _fill_extremes(depth: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``far`` and ``near`` fills of ``depth (B, H, W)`` in one pass (both ``(B, H, W)``)."""
     # sparse table of window maxima at full resolution: level i is the max over a (2^(i+1) - 1)-wide window; the
-    # nearest depth is the max of the negated inverse depth (unknown pixels stay 0 either way)
-    value = depth if farthest else torch.where(known, 1.0 / depth.clamp(min=1e-6), torch.zeros_like(depth))
-    m = torch.where(known, value, torch.zeros_like(depth))[:, None]
-    k = known[:, None].float()
-    maxima, reached = [m], [k]
+    # nearest depth is the max of the inverse depth (unknown pixels stay 0 either way); channel 0 far, 1 near,
+    # channel 2 whether the window reaches a known pixel
+    inverse = torch.where(known, 1.0 / depth.clamp(min=1e-6), torch.zeros_like(depth))
+    m = torch.stack([torch.where(known, depth, torch.zeros_like(depth)), inverse, known.float()], 1)
+    levels = [m]
     step = 1
     while step < max(depth.shape[1:]):
         pad = (step, step, step, step)  # zero = unknown depth
         m = F.max_pool2d(F.pad(m, pad), 3, stride=1, dilation=step)
-        k = F.max_pool2d(F.pad(k, pad), 3, stride=1, dilation=step)
-        maxima.append(m)
-        reached.append(k)
+        levels.append(m)
         step *= 2
-    first = torch.full_like(k, len(maxima), dtype=torch.long)
-    for i in range(len(maxima) - 1, -1, -1):  # the first level whose window reaches a known pixel
-        first = torch.where(reached[i] > 0, i, first)
-    reach = (first + int(math.log2(FAR_REACH))).clamp(max=len(maxima) - 1)
-    out = torch.gather(torch.stack(maxima), 0, reach[None])[0]
-    out = torch.where(first < len(maxima), out, torch.zeros_like(out))
-    if not farthest:
-        out = torch.where(out > 0, 1.0 / out.clamp(min=1e-12), torch.zeros_like(out))
-    return torch.where(known[:, None], depth[:, None], out)[:, 0]
+    stack = torch.stack(levels)  # (L, B, 3, H, W)
+    reached = stack[:, :, 2:3] > 0
+    first = torch.full_like(reached[0], len(levels), dtype=torch.long)
+    for i in range(len(levels) - 1, -1, -1):  # the first level whose window reaches a known pixel
+        first = torch.where(reached[i], i, first)
+    reach = (first + int(math.log2(FAR_REACH))).clamp(max=len(levels) - 1)
+    out = torch.gather(stack[:, :, :2], 0, reach.expand(-1, 2, -1, -1)[None])[0]
+    out = torch.where(first < len(levels), out, torch.zeros_like(out))
+    far = torch.where(known, depth, out[:, 0])
+    near = torch.where(known, depth, torch.where(out[:, 1] > 0, 1.0 / out[:, 1].clamp(min=1e-12), 0.0))
+    return far, near
+
+
+def depth_hypotheses(depth: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """``(3, B, H, W)``: the ``smooth``, ``far`` and ``near`` fills of :func:`fill_depth`, in that order."""
+    far, near = _fill_extremes(depth, known)
+    return torch.stack([_fill_smooth(depth, known), far, near])
+
+
+def reproject(prev: torch.Tensor, prev_depth: torch.Tensor, depth: torch.Tensor, poses: torch.Tensor,
+              prev_poses: torch.Tensor, K: torch.Tensor, tolerance: float = 0.03, near: float = 0.05
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame ``prev (B, H, W, C)`` seen from ``prev_poses (B, 4, 4)`` warped into the cameras ``poses (B, 4, 4)``
+    whose depth is ``depth (B, H, W)`` (metres, 0 = unknown); both with intrinsics ``K (3, 3)``.
+
+    Every pixel with depth is lifted to the world, projected into the previous camera and sampled there (bilinear,
+    differentiable in ``prev``). Returns the warped frame ``(B, H, W, C)`` and ``(B, H, W)`` bool: the pixel has
+    depth, projects inside the previous frame in front of its camera (``z > near``), and was not hidden there
+    (``prev_depth (B, H, W)`` at the nearest pixel within ``tolerance`` relative of the point's z).
+    """
+    b, h, w = depth.shape
+    world = lift(depth.float(), poses.float(), K.float())
+    inv = se3.invert(prev_poses.float())
+    cam = torch.einsum("bij,bhwj->bhwi", inv[:, :3, :3], world) + inv[:, None, None, :3, 3]
+    z = cam[..., 2]
+    zs = z.clamp(min=1e-6)
+    u = K[0, 0] * cam[..., 0] / zs + K[0, 2]
+    v = K[1, 1] * cam[..., 1] / zs + K[1, 2]
+    inside = (z > near) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1) & (depth > 0)
+    grid = torch.stack([2 * u / max(w - 1, 1) - 1, 2 * v / max(h - 1, 1) - 1], -1)
+    warped = F.grid_sample(prev.permute(0, 3, 1, 2).float(), grid, mode="bilinear", padding_mode="border",
+                           align_corners=True).permute(0, 2, 3, 1)
+    ui = u.round().clamp(0, w - 1).long()
+    vi = v.round().clamp(0, h - 1).long()
+    seen = prev_depth.float()[torch.arange(b, device=depth.device)[:, None, None], vi, ui]
+    visible = (seen - z).abs() <= tolerance * z
+    return warped, inside & visible

@@ -89,3 +89,50 @@ def test_the_data_command_refuses_held_out_scenes_and_bad_output_before_any_work
     blocker.write_text("x")
     assert main(["data", "star", "-o", str(blocker / "d")]) == 2
     assert str(blocker) in capsys.readouterr().err
+
+
+def test_reconstructed_worlds_are_rendered_in_the_reconstructions_frame(tmp_path, monkeypatch):
+    """``data.world=reconstructed``: trajectories drawn in the oracle's frame are carried into the reconstruction's
+    (here the exact scene moved by a similarity: rotated, shifted, half the scale), so its renders still agree with
+    the oracle's truth and the shard's cameras are the reconstruction's."""
+    import dataclasses
+
+    from scipy.spatial.transform import Rotation
+
+    import inspatio_sim.scene_source as scene_source
+    from inspatio_sim.oracle import Oracle
+
+    cfg = DataConfig(world="reconstructed", presets=["room"], seeds=[3], examples=2, steps=3, width=32, height=24,
+                     scene_frames=12, scene_width=96, scene_height=72)
+    scale = 0.5
+    sim = np.eye(4)
+    sim[:3, :3] = Rotation.from_euler("z", 40, degrees=True).as_matrix()
+    sim[:3, 3] = [3.0, -1.0, 0.2]
+    calls = []
+
+    def fake_reconstruction(preset, seed, frames, width, height, recon, device="cpu", progress=True):
+        calls.append((preset, seed, frames, width, height, recon))
+        with Oracle(preset, seed) as oracle:
+            gt = oracle.make_scene(num_frames=frames, width=width, height=height, progress=False)
+        poses = gt.poses.copy()
+        poses[:, :3, 3] *= scale
+        poses = sim @ poses
+        rec = dataclasses.replace(gt, poses=poses.astype(gt.poses.dtype), depth=gt.depth * scale)
+        return gt, rec, np.arange(frames)
+
+    monkeypatch.setattr(scene_source, "reconstructed_oracle", fake_reconstruction)
+    with pytest.raises(ConfigError, match="recon settings"):
+        generate(cfg, tmp_path / "none", WorldConfig(), RenderConfig())
+    generate(cfg, tmp_path, WorldConfig(), RenderConfig(), recon_cfg={"marker": 1})
+    assert calls == [("room", 3, 12, 96, 72, {"marker": 1})]
+    data, _ = load_shard(shard_path(tmp_path, "room", 3))
+    with Oracle("room", 3) as oracle:
+        gt_poses = oracle.make_scene(num_frames=12, width=96, height=72, progress=False).poses
+    expected = gt_poses.copy()
+    expected[:, :3, 3] *= scale
+    np.testing.assert_allclose(data["ref_poses"], sim @ expected, atol=1e-4)
+    valid = data["render_valid"]
+    diff = np.abs(data["render_rgb"].astype(int) - data["gt_rgb"].astype(int)).mean(-1)
+    assert diff[valid].mean() < 40 and valid.mean() > 0.3  # carried correctly: the renders show the truth's view
+    with pytest.raises(ConfigError, match=r"data\.world"):
+        DataConfig(world="exact").validate()

@@ -193,6 +193,13 @@ def test_bad_checkpoints_are_rejected_naming_the_file(tmp_path):
             _tiny_world(), missing)
 
 
+def _walk(e: int, steps: int) -> torch.Tensor:
+    """``(e, steps, 4, 4)`` cameras stepping 5 cm to the right per step (their views overlap)."""
+    poses = torch.eye(4).repeat(e, steps, 1, 1)
+    poses[..., 0, 3] = 0.05 * torch.arange(steps, dtype=torch.float32)
+    return poses
+
+
 def test_a_tiny_training_run_lowers_the_loss(tmp_path):
     g = torch.Generator().manual_seed(0)
     e, steps, h, w = 4, 4, 16, 16
@@ -204,7 +211,7 @@ def test_a_tiny_training_run_lowers_the_loss(tmp_path):
                  gt=gt, ref_index=torch.zeros((e, steps, 2), dtype=torch.int64),
                  refs=torch.randn((3, h, w, SLOT_CHANNELS), generator=g),
                  base_rgb=torch.where(valid[..., None], render, 128), base_depth=torch.full((e, steps, h, w), 2.0),
-                 invented=~valid)
+                 invented=~valid, poses=_walk(e, steps), K=torch.tensor([[8.0, 0, 7.5], [0, 8.0, 7.5], [0, 0, 1]]))
     cfg = TrainStarConfig(stage="teacher", out=str(tmp_path / "t.pt"), iterations=60, batch=4, window=3,
                           save_every=30, lr=3e-3, net=dataclasses.replace(TINY, patch=4))
     summary = train(cfg, episodes=[ep], progress=False)
@@ -213,6 +220,9 @@ def test_a_tiny_training_run_lowers_the_loss(tmp_path):
                     episodes=[ep], progress=False)
     nets, _, _ = ckpt.load(tmp_path / "t.pt", want="student")
     assert {"teacher", "student", "fake"} <= set(nets) and math.isfinite(student["loss_last"])
+    curve = (tmp_path / "t_student_curve.csv").read_text().splitlines()
+    temporal = [float(r.split(",")[curve[0].split(",").index("temporal")]) for r in curve[1:]]
+    assert all(math.isfinite(v) and v > 0 for v in temporal)  # the cameras overlap: the temporal term is active
     assert (tmp_path / "t_teacher_curve.csv").is_file() and (tmp_path / "t_teacher_curve.png").is_file()
 
 

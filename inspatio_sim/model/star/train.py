@@ -55,6 +55,7 @@ from inspatio_sim.model.star.network import (
     slot_input,
     to_unit,
 )
+from inspatio_sim.model.warp import reproject
 
 STAGES = ("teacher", "student", "all")
 
@@ -80,6 +81,7 @@ class TrainStarConfig:
     history: int = 2  # history slots M seen in training (the cache's model.cache.history_slots)
     student_steps: int = 4  # denoising steps of the student (1-4)
     lambda_real: float = 1.0  # weight of the joint real-data term of JDMD
+    lambda_temporal: float = 1.0  # weight of the student's temporal term: its frame against its previous one warped
     dmd_normalise: bool = False  # divide the DMD gradient by mean|x - x0_real| (DMD's normaliser; see jdmd.py)
     seed: int = 0  # torch seed of the run
     save_every: int = 200  # iterations between checkpoints (and log lines)
@@ -106,9 +108,9 @@ class TrainStarConfig:
         if not 1 <= int(self.student_steps) <= 4:
             raise ConfigError(f"train.star.student_steps must be 1-4, got {self.student_steps}")
         if (int(self.history) < 0 or not self.lr > 0 or not self.student_lr > 0 or not self.fake_lr > 0
-                or self.lambda_real < 0):
-            raise ConfigError("train.star: history >= 0, lr > 0, student_lr > 0, fake_lr > 0 and lambda_real >= 0 "
-                              "are required")
+                or self.lambda_real < 0 or self.lambda_temporal < 0):
+            raise ConfigError("train.star: history >= 0, lr > 0, student_lr > 0, fake_lr > 0, lambda_real >= 0 and "
+                              "lambda_temporal >= 0 are required")
         self.net.validate()
 
     @property
@@ -128,6 +130,7 @@ class Episode:
         base_rgb: ``(E, T, H, W, 3)`` uint8 explicit (classical) completion; ``base_depth`` ``(E, T, H, W)`` its
             depth (metres, 0 = unknown); ``invented`` ``(E, T, H, W)`` bool, its inpainted pixels
             (:func:`~inspatio_sim.model.star.base.classical_base`).
+        poses: ``(E, T, 4, 4)`` cameras (``T_world_camera``); ``K`` ``(3, 3)`` their intrinsics.
     """
 
     render_rgb: torch.Tensor
@@ -140,6 +143,8 @@ class Episode:
     base_rgb: torch.Tensor
     base_depth: torch.Tensor
     invented: torch.Tensor
+    poses: torch.Tensor
+    K: torch.Tensor
 
 
 def load_episodes(data_dir: str | Path, device: str | torch.device = "cpu", limit: int | None = None
@@ -180,7 +185,8 @@ def episode_from_arrays(d: dict[str, np.ndarray], device: str | torch.device = "
                    ref_index=torch.as_tensor(d["ref_index"], dtype=torch.int64).to(device), refs=refs.to(device),
                    base_rgb=torch.as_tensor(d["base_rgb"]).to(device),
                    base_depth=torch.as_tensor(d["base_depth"], dtype=torch.float32).to(device),
-                   invented=torch.as_tensor(d["base_invented"]).to(device))
+                   invented=torch.as_tensor(d["base_invented"]).to(device),
+                   poses=poses.reshape(e, t, 4, 4).to(device), K=K.to(device))
 
 
 def _batch(ep: Episode, batch: int, window: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -195,7 +201,7 @@ def _batch(ep: Episode, batch: int, window: int, gen: torch.Generator) -> dict[s
     r, s = r.to(dev), s.to(dev)
     return {"rgb": ep.render_rgb[r, s], "valid": ep.valid[r, s], "depth": ep.depth[r, s], "rays": ep.rays[r, s],
             "gt": ep.gt[r, s], "ref_index": ep.ref_index[r, s], "base_rgb": ep.base_rgb[r, s],
-            "base_depth": ep.base_depth[r, s], "invented": ep.invented[r, s]}
+            "base_depth": ep.base_depth[r, s], "invented": ep.invented[r, s], "poses": ep.poses[r, s]}
 
 
 def _ref_context(net: STARNet, ep: Episode, ref_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -255,7 +261,8 @@ def student_losses(student: STARNet, teacher: STARNet, fake: STARNet, ep: Episod
     gens = [torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=gen))) for _ in range(bsz)]
     hist: dict[str, list[torch.Tensor]] = {"s": [], "t": [], "f": []}
     g_total, f_total = b["gt"].new_zeros(()), b["gt"].new_zeros(())
-    logs = {"dmd": 0.0, "real": 0.0}
+    logs = {"dmd": 0.0, "real": 0.0, "temporal": 0.0}
+    prev: torch.Tensor | None = None
     for i in range(steps):
         cond = _cond(b, i)
 
@@ -274,10 +281,15 @@ def student_losses(student: STARNet, teacher: STARNet, fake: STARNet, ep: Episod
                           normalise=cfg.dmd_normalise)
         loss, parts = jdmd_generator_loss(x, g, b["gt"][:, i], pixel_weight(valid, cfg.hole_weight),
                                           cfg.lambda_real)
+        if prev is not None and cfg.lambda_temporal > 0:
+            temporal = temporal_loss(x, prev, ep.K, b, i, cfg.hole_weight)
+            loss = loss + cfg.lambda_temporal * temporal
+            logs["temporal"] += float(temporal.detach()) / (steps - 1)
         g_total = g_total + loss
-        for k in logs:
+        for k in ("dmd", "real"):
             logs[k] += parts[k] / steps
         xd = x.detach()
+        prev = xd
         tf = sample_t((bsz,), gen, kind=cfg.time_sampling).to(dev)
         ef = torch.randn(x.shape, generator=gen).to(dev)
         f_total = f_total + flow_loss(fake(frame_input(noised(xd, ef, tf), *cond), tf, f_ctx[0], f_ctx[1]),
@@ -288,6 +300,19 @@ def student_losses(student: STARNet, teacher: STARNet, fake: STARNet, ep: Episod
             hist["s"].append(student.encode_slots(slot, SLOT_HISTORY))
             hist["f"].append(fake.encode_slots(slot, SLOT_HISTORY))
     return g_total / steps, f_total / steps, logs
+
+
+def temporal_loss(x: torch.Tensor, prev: torch.Tensor, K: torch.Tensor, b: dict[str, torch.Tensor], i: int,
+                  hole_weight: float) -> torch.Tensor:
+    """The student's temporal term at step ``i`` of a batch window: ``mean w (.) m (.) (x - warp(sg(x_prev)))^2``
+    over the pixels ``m`` that the previous step's camera saw (the explicit completion's depth at both steps,
+    :func:`~inspatio_sim.model.warp.reproject`), ``w`` the hole weight on the render's holes. ``x``, ``prev``
+    ``(B, H, W, 3)``: the student's frames at steps ``i`` and ``i - 1``. A frame that changes only where the view
+    changes is what the ``hole_flicker`` benchmark measures."""
+    warped, seen = reproject(prev, b["base_depth"][:, i - 1], b["base_depth"][:, i], b["poses"][:, i],
+                             b["poses"][:, i - 1], K)
+    w = pixel_weight(b["valid"][:, i], hole_weight) * seen[..., None].float()
+    return (w * (x - warped.detach()) ** 2).sum() / (w.sum() * x.shape[-1]).clamp(min=1.0)
 
 
 def _lr(cfg: TrainStarConfig, it: int, base: float) -> float:
