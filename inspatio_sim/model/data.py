@@ -1,12 +1,15 @@
 """``inspatio-sim data star``: training examples for a learned completer, from many ground-truth scenes.
 
-Each shard holds one oracle scene (preset x seed) turned into a World *the way users get them*: the exact Scene
-degraded to match what reconstruction produces (:class:`DegradeConfig`: depth lost on low-texture pixels and in
-random blobs, low-frequency relative depth noise, per-frame pose jitter), and ``examples`` short trajectories that
-leave the recorded path by 0.25-1.5 m and may turn to look where the video never looked. Per frame: the explicit
-render (rgb, depth, validity), the cache's reference slots (indices into the scene's reference frames, which the shard
-stores once), the camera, and the ground-truth frame from the oracle. History slots are not stored: a learned model
-fills them with its own outputs during training.
+Each shard holds one oracle scene (preset x seed) turned into a World *the way users get them*: by default
+(``data.world=reconstructed``) the oracle's video is run through ``inspatio-sim reconstruct``'s pipeline, exactly as
+``bench model`` makes its Worlds; ``data.world=degraded`` degrades the exact Scene to imitate a reconstruction
+instead (:class:`DegradeConfig`: depth lost on low-texture pixels and in random blobs, low-frequency relative depth
+noise, per-frame pose jitter; much faster, but cleaner than a real reconstruction). Then ``examples`` short
+trajectories leave the recorded path by 0.25-1.5 m and may turn to look where the video never looked (drawn in the
+oracle's frame, whose render is the truth, and carried into the reconstruction's frame by the path's Sim(3)). Per
+frame: the explicit render (rgb, depth, validity), the cache's reference slots (indices into the scene's reference
+frames, which the shard stores once), the camera, and the ground-truth frame from the oracle. History slots are not
+stored: a learned model fills them with its own outputs during training.
 
 Layout: ``DIR/index.json`` (settings, shards, held-out scenes) and ``DIR/shard-PRESET-SEED.npz``. Shards are written
 atomically and skipped when present (resume). The benchmark's held-out scenes (:data:`HELD_OUT`) are refused.
@@ -57,18 +60,17 @@ class DegradeConfig:
 class DataConfig:
     """Training-data settings (hydra node ``data``)."""
 
-    world: str = "degraded"  # degraded: the exact Scene degraded (data.degrade) | reconstructed: the oracle video
-    # run through `inspatio-sim reconstruct`'s pipeline (recon.*), as the benchmark's Worlds are (about 1 min a scene)
+    world: str = "reconstructed"  # reconstructed: oracle video -> recon pipeline (recon.*) | degraded (data.degrade)
     presets: list[str] = field(default_factory=lambda: ["room", "courtyard", "plain"])  # oracle presets of the scenes
-    seeds: list[int] = field(default_factory=lambda: list(range(8)))  # oracle seeds per preset (held-out ones refused)
+    seeds: list[int] = field(default_factory=lambda: list(range(5)))  # oracle seeds per preset (held-out ones refused)
     examples: int = 16  # trajectories per scene
     steps: int = 8  # frames per trajectory
-    width: int = 64  # camera width of the examples (pixels)
+    width: int = 80  # camera width of the examples (pixels)
     height: int = 64  # camera height (pixels)
-    hfov_deg: float = 90.0  # camera horizontal field of view (degrees)
-    scene_frames: int = 40  # frames of each oracle video
-    scene_width: int = 160  # oracle video width (pixels; the reference frames' resolution)
-    scene_height: int = 120  # oracle video height (pixels)
+    hfov_deg: float = 70.0  # camera horizontal field of view (degrees; bench model's cameras have 70)
+    scene_frames: int = 60  # frames of each oracle video (bench model's videos have 60 at 320x240)
+    scene_width: int = 320  # oracle video width (pixels; the reference frames' resolution)
+    scene_height: int = 240  # oracle video height (pixels)
     min_offset: float = 0.25  # trajectories start this far off the recorded path at least (metres)
     max_offset: float = 1.5  # ... and at most (metres)
     max_turn_deg: float = 8.0  # largest yaw change per step (degrees): looks where the video never looked

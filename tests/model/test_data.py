@@ -46,8 +46,8 @@ def test_held_out_scenes_are_refused_and_settings_checked():
 
 
 def test_a_small_dataset_is_written_resumed_and_read_back(tmp_path):
-    cfg = DataConfig(presets=["room"], seeds=[3], examples=2, steps=3, width=32, height=24, scene_frames=12,
-                     scene_width=96, scene_height=72)
+    cfg = DataConfig(world="degraded", presets=["room"], seeds=[3], examples=2, steps=3, width=32, height=24,
+                     scene_frames=12, scene_width=96, scene_height=72)
     index = generate(cfg, tmp_path, WorldConfig(), RenderConfig())
     path = shard_path(tmp_path, "room", 3)
     data, meta = load_shard(path)
@@ -64,8 +64,8 @@ def test_a_small_dataset_is_written_resumed_and_read_back(tmp_path):
     generate(cfg, tmp_path, WorldConfig(), RenderConfig())  # resume: nothing rewritten
     assert path.stat().st_mtime_ns == stamp and index.exists()
     with pytest.raises(ConfigError, match="other settings"):
-        generate(DataConfig(presets=["room"], seeds=[3], examples=3, steps=3, width=32, height=24, scene_frames=12,
-                            scene_width=96, scene_height=72), tmp_path, WorldConfig(), RenderConfig())
+        generate(DataConfig(world="degraded", presets=["room"], seeds=[3], examples=3, steps=3, width=32, height=24,
+                            scene_frames=12, scene_width=96, scene_height=72), tmp_path, WorldConfig(), RenderConfig())
 
 
 def test_bad_shards_are_rejected_with_the_file_named(tmp_path):

@@ -11,7 +11,7 @@ import torch
 from inspatio_sim.config import compose, to_dataclass
 from inspatio_sim.errors import CheckpointError, ConfigError
 from inspatio_sim.model import ModelConfig, ReferenceFrames
-from inspatio_sim.model.classical import SOURCE_RENDER
+from inspatio_sim.model.classical import SOURCE_HISTORY, SOURCE_RENDER, SOURCE_WRITEBACK
 from inspatio_sim.model.star import checkpoint as ckpt
 from inspatio_sim.model.star.completer import StarConfig
 from inspatio_sim.model.star.flow import sample
@@ -142,6 +142,17 @@ def test_refine_holes_keeps_the_render_pixels(tiny_world, star_file):
     assert not torch.equal(everywhere[keep], frame.rgb[keep])  # refine=all paints the render's pixels too
     with pytest.raises(ConfigError, match="refine"):
         StarConfig(refine="some").validate()
+
+
+def test_refine_fresh_carries_what_the_agent_generated_before(tiny_world, star_file):
+    sim = _star_sim(tiny_world, star_file, b=2)
+    sim.model.completer.config.refine = "fresh"
+    obs = _roll(sim, 4)[-1]
+    base = sim.model.completer.last_explicit
+    carried = (base.source == SOURCE_HISTORY) | (base.source == SOURCE_WRITEBACK)
+    assert carried.any()  # the cameras turn: holes the agent saw before come from its own earlier frames
+    assert torch.equal(obs[carried], base.rgb[carried])
+    assert not torch.equal(obs[~carried], base.rgb[~carried])  # everything else is refined
 
 
 def test_any_camera_size_is_padded_to_patches_and_cropped_back(tiny_world, star_file):

@@ -6,10 +6,12 @@ reference slots' per-layer keys/values are recomputed only for slots whose frame
 per agent, reset with the agent), the history slots' keys/values were computed once when the frame was completed, and
 the student (``sampler=student``, 1-4 steps) or the teacher (``sampler=teacher``, many steps) generates the frame
 from noise drawn from the agent's own seeded :class:`torch.Generator`, as a residual on the explicit completion.
-``refine=all`` (default) takes the generated colours everywhere; ``refine=holes`` keeps the render's own pixels and
-the written-back content and takes them only in the holes. Hole pixels the explicit completion had to invent are
-marked ``SOURCE_MODEL`` and written back by the model step like inpainted pixels; those it found in the cache keep
-their source (the same step finds them again on a revisit).
+``refine=all`` takes the generated colours everywhere; ``refine=holes`` keeps the render's own pixels and the
+written-back content and takes them only in the holes; ``refine=fresh`` (default) takes them everywhere except where
+the explicit completion found the agent's own earlier output (history slots, written-back content): what the model
+generated once is carried as it moves in view, not generated again. Hole pixels the explicit completion had to
+invent are marked ``SOURCE_MODEL`` and written back by the model step like inpainted pixels; those it found in the
+cache keep their source (the same step finds them again on a revisit).
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ import torch
 
 from inspatio_sim.errors import ConfigError
 from inspatio_sim.model.cache import CacheSlots, plucker_rays
-from inspatio_sim.model.classical import SOURCE_INPAINT, ClassicalCompleter, ClassicalConfig, Completion
+from inspatio_sim.model.classical import (
+    SOURCE_HISTORY,
+    SOURCE_INPAINT,
+    SOURCE_WRITEBACK,
+    ClassicalCompleter,
+    ClassicalConfig,
+    Completion,
+)
 from inspatio_sim.model.star import checkpoint as ckpt
 from inspatio_sim.model.star.flow import sample
 from inspatio_sim.model.star.inputs import reference_slots, scaled_K
@@ -31,6 +40,8 @@ from inspatio_sim.render import RenderOutput
 
 SOURCE_MODEL = 5
 """:attr:`Completion.source` of pixels the STAR generator made."""
+REFINES = ("all", "holes", "fresh")
+"""``model.star.refine``: where the generated colours replace the explicit completion's."""
 
 
 @dataclass
@@ -40,14 +51,14 @@ class StarConfig:
     checkpoint: str = ""  # STAR checkpoint file ('' = the World's adapted one if present, else the shipped default)
     sampler: str = "student"  # student (few-step, distilled) | teacher (many-step flow matching)
     steps: int = 4  # denoising steps (student: 1-4; teacher: e.g. 16)
-    refine: str = "all"  # all: generated colours everywhere | holes: keep the render's own pixels as they are
+    refine: str = "fresh"  # all (every pixel) | holes (only holes) | fresh (all but the agent's own carried output)
     noise: str = "episode"  # episode: an agent's noise is drawn once per episode and reused each step | step: fresh
 
     def validate(self) -> None:
         if self.noise not in ("episode", "step"):
             raise ConfigError(f"model.star.noise must be episode or step, got '{self.noise}'")
-        if self.refine not in ("all", "holes"):
-            raise ConfigError(f"model.star.refine must be all or holes, got '{self.refine}'")
+        if self.refine not in REFINES:
+            raise ConfigError(f"model.star.refine must be one of {', '.join(REFINES)}, got '{self.refine}'")
         if self.sampler not in ("student", "teacher"):
             raise ConfigError(f"model.star.sampler must be student or teacher, got '{self.sampler}'")
         if int(self.steps) < 1:
@@ -126,6 +137,7 @@ class StarCompleter:
         self.ph, self.pw = -(-height // p) * p, -(-width // p) * p
         self.state = StarCache(self.net, num_agents, ref_slots, history, self.ph, self.pw, self.device)
         self.seeds = list(range(num_agents))
+        self.last_explicit: Completion | None = None  # the explicit completion of the last step (what STAR refined)
         self.generators = [torch.Generator().manual_seed(i) for i in range(num_agents)]
 
     def reset(self, mask: torch.Tensor | None, rngs: list[np.random.Generator] | None = None) -> None:
@@ -170,7 +182,14 @@ class StarCompleter:
 
         x0 = to_uint8(sample(velocity, (b, self.ph, self.pw, 3), int(self.config.steps), dev,
                              self._noise_generators())[:, :h, :w])
-        out = torch.where(keep[..., None], base.rgb, x0) if self.config.refine == "holes" else x0
+        if self.config.refine == "holes":
+            out = torch.where(keep[..., None], base.rgb, x0)
+        elif self.config.refine == "fresh":
+            carried = (base.source == SOURCE_HISTORY) | (base.source == SOURCE_WRITEBACK)
+            out = torch.where(carried[..., None], base.rgb, x0)
+        else:
+            out = x0
+        self.last_explicit = base
         source = torch.where(invented, torch.full_like(base.source, SOURCE_MODEL), base.source)
         self._pending = rays
         return Completion(rgb=out, depth=base.depth, filled=base.filled, source=source)
